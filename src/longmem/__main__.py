@@ -1,0 +1,5 @@
+import sys
+
+from longmem.cli import main
+
+sys.exit(main())

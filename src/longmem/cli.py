@@ -1,0 +1,208 @@
+"""The `longmem` command: parse the arguments, then call one function.
+
+Exit codes: 0 success, 1 a user error (one line on stderr, no traceback),
+2 a usage error (from argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from longmem import config, engine
+from longmem.errors import UserError
+from longmem.rundir import RunDir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UserError as e:
+        print(f"longmem: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("longmem: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="longmem", description="Train and study character-level recurrent networks."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a character LSTM (or --resume one)")
+    train.add_argument("--run-dir", help="run directory (default: runs/<corpus>-<time>)")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    for section in config.SECTIONS.values():
+        group = train.add_argument_group(section.__name__.removesuffix("Config").lower())
+        config.add_arguments(group, section)
+    train.set_defaults(func=cmd_train)
+
+    sample = commands.add_parser("sample", help="generate text from a trained run")
+    _run_arg(sample)
+    sample.add_argument("--prime", default=None, help="text to start from (default: a newline)")
+    sample.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
+    sample.add_argument("--length", type=int, default=500, help="characters to generate")
+    sample.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest")
+    sample.add_argument("--seed", type=int, default=0, help="random seed")
+    sample.set_defaults(func=cmd_sample)
+
+    evaluate = commands.add_parser("eval", help="bits per character and accuracy on held-out text")
+    _run_arg(evaluate)
+    evaluate.add_argument("--text", help="evaluate on this UTF-8 file instead of the run's test split")
+    evaluate.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=cmd_eval)
+
+    guess = commands.add_parser("guess", help="show the next letter the network guesses at each place")
+    _run_arg(guess)
+    guess.add_argument("--text", help="a UTF-8 file (default: the run's test split)")
+    guess.add_argument("--width", type=int, default=80, help="columns per block")
+    guess.add_argument("--chars", type=int, default=800, help="characters to show")
+    guess.set_defaults(func=cmd_guess)
+
+    inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run")
+    inspect.add_argument("run_dir", metavar="DIR", help="run directory")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def _run_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="DIR", help="run directory")
+    parser.add_argument("--backend", choices=engine.BACKENDS, default=None, help="default: the run's")
+
+
+def cmd_train(args) -> None:
+    from longmem import train
+
+    if args.resume:
+        if args.run_dir:
+            raise UserError("give either --resume DIR or --run-dir DIR, not both")
+        changes = {key: config.overrides(args, cls) for key, cls in config.SECTIONS.items()}
+        state = train.resume(RunDir(args.resume), changes)
+        run_dir = RunDir(args.resume)
+    else:
+        cfg = config.from_args(args)
+        name = Path(cfg.data.text).stem if cfg.data.text else cfg.data.corpus
+        run_dir = RunDir(args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        print(f"longmem: training in {run_dir.path}", file=sys.stderr)
+        state = train.start(cfg, run_dir)
+    print(f"longmem: step {state.step} saved in {run_dir.path}; try: longmem sample {run_dir.path}")
+
+
+def _load(args):
+    """The newest checkpoint of a run and a predictor over its parameters."""
+    from longmem.rundir import load
+    from longmem.sample import Predictor
+
+    snap = load(RunDir(args.run_dir))
+    mode = engine.configure(args.backend or snap.config.train.backend, "cpu")
+    return snap, Predictor(engine.share_all(snap.params), snap.config.model, mode)
+
+
+def _heldout(args, snap) -> tuple[np.ndarray, str]:
+    """The codes to evaluate: a given file, or a split of the run's own text."""
+    from longmem import corpus
+
+    if args.text:
+        chunks = corpus.file_chunks(args.text)
+        codes = corpus.encode(chunks, snap.vocab, args.text)
+        if len(codes) == 0:
+            raise UserError(f"{args.text}: the text is empty")
+        return codes, args.text
+    info = RunDir(args.run_dir).read_config()
+    data = snap.config.data
+    codes = corpus.load(data.corpus, data.text).codes
+    split = getattr(args, "split", "test")
+    start, end = info["split"][split]
+    return codes[start:end], f"{split} split of {info['corpus']}"
+
+
+def cmd_eval(args) -> None:
+    snap, predictor = _load(args)
+    codes, what = _heldout(args, snap)
+    t = snap.config.train
+    result = predictor.evaluate(codes, t.batch, t.seq)
+    if args.json:
+        print(json.dumps(result.to_dict() | {"text": what, "step": snap.meta["state"]["step"]}))
+    else:
+        print(
+            f"{what}: {result.bpc:.3f} bits/char, accuracy {100 * result.accuracy:.1f}% "
+            f"over {result.chars:,} characters (step {snap.meta['state']['step']})"
+        )
+
+
+def cmd_guess(args) -> None:
+    from longmem.sample import guess_view
+
+    if args.width < 1 or args.chars < 1:
+        raise UserError("--width and --chars must be at least 1")
+    snap, predictor = _load(args)
+    codes, _ = _heldout(args, snap)
+    codes = codes[: args.chars + 1]
+    result = predictor.evaluate(codes, 1, snap.config.train.seq, guesses=True)
+    text = snap.vocab.decode(codes[1 : result.chars + 1])
+    print(guess_view(text, snap.vocab.decode(result.guesses), args.width))
+    print(f"\naccuracy {100 * result.accuracy:.1f}% over {result.chars:,} characters")
+
+
+def cmd_sample(args) -> None:
+    if args.length < 0:
+        raise UserError("--length must be at least 0")
+    snap, predictor = _load(args)
+    prime = args.prime if args.prime is not None else ("\n" if "\n" in snap.vocab.chars else snap.vocab.chars[0])
+    text = predictor.generate(
+        snap.vocab, prime, args.length, np.random.default_rng(args.seed), args.temperature, args.top_k
+    )
+    print(prime + text)
+
+
+def params_digest(params: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every parameter's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        a = np.ascontiguousarray(params[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cmd_inspect(args) -> None:
+    from longmem.rundir import load
+
+    snap = load(RunDir(args.run_dir))
+    state = snap.meta["state"]
+    report = {
+        "step": state["step"],
+        "epoch": state["cursor"]["epoch"],
+        "checkpoint": snap.path.name,
+        "params": int(sum(a.size for a in snap.params.values())),
+        "digest": params_digest(snap.params),
+        "vocab_size": len(snap.vocab),
+        "config": snap.config.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"run         {args.run_dir}")
+    print(f"step        {report['step']} (epoch {report['epoch']}, {report['checkpoint']})")
+    print(f"parameters  {report['params']:,} in {len(snap.params)} arrays")
+    print(f"digest      sha256:{report['digest']}")
+    for name in sorted(snap.params):
+        print(f"  {name:14s} {snap.params[name].shape}")
+    for section, values in report["config"].items():
+        print(f"{section:11s} " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

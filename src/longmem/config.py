@@ -1,0 +1,141 @@
+"""Configuration: dataclasses with defaults and help text, saved as JSON.
+
+Every field with help text becomes a command-line flag (`--init-scale` for
+`init_scale`), so the defaults and their explanations live in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+
+def opt(default, help: str, **cli):
+    """A field shown on the command line, with its help text."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class ModelConfig:
+    model: str = opt("lstm", "model type", choices=["lstm"])
+    layers: int = opt(1, "number of stacked LSTM layers")
+    hidden: int = opt(256, "LSTM cells per layer")
+    init_scale: float = opt(
+        0.08,
+        "weights start uniform in [-s, s]; too large a scale (e.g. 2) reproduces "
+        "the original's 'always the same letter' bug",
+    )
+    dropout: float = opt(0.0, "dropout between stacked layers (0 = off)")
+    vocab_size: int = 0  # set from the training text
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = opt(
+        "rmsprop", "update rule", choices=["sgd", "rmsprop", "rmsprop-global", "adam"]
+    )
+    lr: float = opt(2e-3, "learning rate")
+    lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
+    lr_decay_every: int = opt(1000, "steps between learning-rate decays")
+    rho: float = opt(0.95, "RMSprop: decay of the running average of squared gradients")
+    eps: float = opt(1e-8, "RMSprop/Adam: added under the square root")
+    beta1: float = opt(0.9, "Adam: decay of the first moment")
+    beta2: float = opt(0.999, "Adam: decay of the second moment")
+    clip: float = opt(5.0, "clip the global gradient norm to this (0 = no clipping)")
+
+
+@dataclass
+class DataConfig:
+    corpus: str = opt("python-docs", "built-in corpus", choices=["python-docs", "huck-finn"])
+    text: str | None = opt(None, "train on this UTF-8 file instead of a built-in corpus")
+    val_fraction: float = opt(0.05, "last part of the text held out for validation")
+    test_fraction: float = opt(0.05, "part before the validation split held out for testing")
+
+
+@dataclass
+class TrainConfig:
+    batch: int = opt(128, "parallel streams through the text (B)")
+    seq: int = opt(64, "characters per truncated-BPTT window (T)")
+    steps: int | None = opt(None, "stop after this many steps (default 2000 unless --minutes)")
+    minutes: float | None = opt(None, "stop after this many minutes of training")
+    seed: int = opt(0, "random seed for initialisation, dropout and samples")
+    log_every: int = opt(10, "steps between lines of metrics.jsonl")
+    eval_every: int = opt(200, "steps between validation evaluations")
+    eval_chars: int = opt(100_000, "at most this many validation characters per evaluation")
+    sample_every: int = opt(500, "steps between samples written to samples.txt")
+    sample_length: int = opt(200, "characters per training sample")
+    checkpoint_every_steps: int = opt(500, "steps between checkpoints")
+    checkpoint_every_seconds: float = opt(600.0, "seconds between checkpoints")
+    keep: int = opt(2, "checkpoints kept on disk")
+    backend: str = opt("jax", "execution backend", choices=["jax", "c", "numba"])
+    device: str = opt("cpu", "device (gpu needs JAX's CUDA build)", choices=["cpu", "gpu"])
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        return cls(
+            model=ModelConfig(**d["model"]),
+            optim=OptimConfig(**d["optim"]),
+            data=DataConfig(**d["data"]),
+            train=TrainConfig(**d["train"]),
+        )
+
+
+SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def add_arguments(parser: argparse.ArgumentParser, section: type) -> None:
+    """Add one flag per help-bearing field of `section`, defaulting to None.
+
+    None means "not given", so that resuming a run can tell which values the
+    user changed.
+    """
+    for f in dataclasses.fields(section):
+        if "help" not in f.metadata:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_type(f)
+        extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=f.name.upper() if not extra else None,
+            help=f"{f.metadata['help']} (default: {f.default})",
+            **extra,
+        )
+
+
+def _field_type(f: dataclasses.Field):
+    text = str(f.type)
+    for name, kind in (("int", int), ("float", float)):
+        if text.startswith(name):
+            return kind
+    return str
+
+
+def overrides(args: argparse.Namespace, section: type) -> dict:
+    """The fields of `section` given on the command line."""
+    values = vars(args)
+    return {
+        f.name: values[f.name]
+        for f in dataclasses.fields(section)
+        if values.get(f.name) is not None
+    }
+
+
+def from_args(args: argparse.Namespace) -> RunConfig:
+    """A fresh run's configuration: defaults, replaced by what was given."""
+    return RunConfig(**{key: cls(**overrides(args, cls)) for key, cls in SECTIONS.items()})

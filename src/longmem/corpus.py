@@ -1,0 +1,198 @@
+"""Texts to train on: built-in corpora, a cached download, any UTF-8 file.
+
+A text becomes a compact integer array (one byte per character when the
+vocabulary has at most 256 symbols), read in chunks so that a large file never
+sits in memory as Python strings or one-hot rows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longmem.errors import UserError
+from longmem.files import atomic_write, sha256
+
+HUCK_FINN_URL = "https://www.gutenberg.org/cache/epub/76/pg76.txt"
+URL_ENV = "LONGMEM_HUCK_FINN_URL"
+CACHE_ENV = "LONGMEM_CACHE_DIR"
+CHUNK = 1 << 20  # characters (or bytes) handled at a time
+
+Chunks = Callable[[], Iterator[str]]
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The symbol table: character i of `chars` is code i."""
+
+    chars: str
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    @property
+    def dtype(self):
+        return np.uint8 if len(self) <= 256 else np.uint16 if len(self) <= 65536 else np.uint32
+
+    def codepoints(self) -> np.ndarray:
+        return np.frombuffer(self.chars.encode("utf-32-le"), dtype=np.uint32)
+
+    def decode(self, codes) -> str:
+        return "".join(self.chars[int(i)] for i in codes)
+
+    def encode(self, text: str, what: str = "text") -> np.ndarray:
+        return encode(lambda: iter([text]), self, what)
+
+
+def file_chunks(path: str | Path) -> Chunks:
+    """Decoded chunks of a UTF-8 file; errors name the file in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+
+    def chunks() -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        offset = 0
+        with path.open("rb") as f:
+            while block := f.read(CHUNK):
+                try:
+                    text = decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    raise UserError(
+                        f"{path}: not UTF-8 text (invalid byte at offset {offset + e.start})"
+                    ) from None
+                offset += len(block)
+                yield text.replace("\r\n", "\n")
+            try:
+                yield decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise UserError(f"{path}: not UTF-8 text (truncated character at the end)") from None
+
+    return chunks
+
+
+def string_chunks(text: str) -> Chunks:
+    return lambda: (text[i : i + CHUNK] for i in range(0, len(text), CHUNK))
+
+
+def _codepoints(chunk: str) -> np.ndarray:
+    return np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)
+
+
+def build_vocab(chunks: Chunks) -> Vocab:
+    """The sorted set of characters that occur in the text."""
+    seen = np.zeros(0, dtype=np.uint32)
+    for chunk in chunks():
+        seen = np.union1d(seen, np.unique(_codepoints(chunk)))
+    return Vocab(seen.astype("<u4").tobytes().decode("utf-32-le"))
+
+
+def encode(chunks: Chunks, vocab: Vocab, what: str = "text") -> np.ndarray:
+    """The text as codes of `vocab`; characters outside it are a UserError that lists them."""
+    table = vocab.codepoints()
+    parts = []
+    for chunk in chunks():
+        cps = _codepoints(chunk)
+        idx = np.searchsorted(table, cps).clip(0, max(len(table) - 1, 0))
+        bad = table[idx] != cps if len(table) else np.ones(len(cps), bool)
+        if bad.any():
+            unknown = "".join(sorted(set(chunk[i] for i in np.flatnonzero(bad)[:10_000])))
+            raise UserError(f"{what} has characters outside the vocabulary: {unknown!r}")
+        parts.append(idx.astype(vocab.dtype))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=vocab.dtype)
+
+
+@dataclass
+class Corpus:
+    name: str
+    vocab: Vocab
+    codes: np.ndarray  # (N,) small unsigned ints
+
+
+def load(corpus: str, text: str | None) -> Corpus:
+    """The training text named by --corpus or --text, with its vocabulary."""
+    if text is not None:
+        chunks, name = file_chunks(text), str(text)
+    elif corpus == "python-docs":
+        chunks, name = string_chunks(python_docs()), corpus
+    elif corpus == "huck-finn":
+        chunks, name = file_chunks(huck_finn_path()), corpus
+    else:
+        raise UserError(f"unknown corpus {corpus!r}; choose python-docs or huck-finn")
+    vocab = build_vocab(chunks)
+    codes = encode(chunks, vocab)
+    if len(codes) == 0:
+        raise UserError(f"{name}: the text is empty")
+    return Corpus(name, vocab, codes)
+
+
+def python_docs() -> str:
+    """The Python reference documentation that ships with CPython (about 460 KB)."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def cache_dir() -> Path:
+    import platformdirs
+
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("longmem"))
+
+
+def huck_finn_path() -> Path:
+    """Project Gutenberg ebook 76, downloaded once and cached with its SHA-256."""
+    path = cache_dir() / "huck-finn.txt"
+    digest_path = path.with_suffix(".txt.sha256")
+    if path.is_file() and digest_path.is_file():
+        if sha256(path.read_bytes()) == digest_path.read_text().strip():
+            return path
+    url = os.environ.get(URL_ENV) or HUCK_FINN_URL
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            raw = response.read()
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(
+            f"cannot download Huckleberry Finn from {url} ({reason}) and no cached copy is "
+            f"in {path.parent}; train on a file with --text PATH, or on the built-in "
+            "--corpus python-docs"
+        ) from None
+    try:
+        body = strip_gutenberg(raw.decode("utf-8-sig")).encode()
+    except UnicodeDecodeError:
+        raise UserError(f"{url}: the download is not UTF-8 text") from None
+    atomic_write(path, body)
+    atomic_write(digest_path, (sha256(body) + "\n").encode())
+    return path
+
+
+def strip_gutenberg(text: str) -> str:
+    """The book without Project Gutenberg's header and licence footer."""
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    start = next((i + 1 for i, line in enumerate(lines) if line.startswith("*** START OF")), 0)
+    end = next(
+        (i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith("*** END OF")),
+        len(lines),
+    )
+    return "\n".join(lines[start:end]).strip("\n") + "\n"
+
+
+def split(n: int, val_fraction: float, test_fraction: float) -> dict[str, list[int]]:
+    """Split positions [0, n) into train, test and validation, in that order.
+
+    The last `val_fraction` is validation and the `test_fraction` before it is
+    test, so the held-out text is never seen in training.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise UserError("--val-fraction and --test-fraction must be in [0, 1) and sum below 1")
+    val_start = n - int(round(n * val_fraction))
+    test_start = val_start - int(round(n * test_fraction))
+    return {"train": [0, test_start], "test": [test_start, val_start], "val": [val_start, n]}

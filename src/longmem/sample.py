@@ -1,0 +1,150 @@
+"""Using a trained network: evaluation in bits per character, next-letter
+guesses, and generation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytensor.tensor as pt
+
+from longmem import engine
+from longmem.config import ModelConfig
+from longmem.corpus import Vocab
+from longmem.errors import UserError
+from longmem.nets import lstm
+
+
+@dataclass
+class EvalResult:
+    bpc: float  # mean bits per predicted character
+    accuracy: float  # fraction of next characters guessed exactly (top-1)
+    chars: int  # characters predicted
+    guesses: np.ndarray | None = None  # (chars,) guessed codes, in text order when batch=1
+
+    def to_dict(self) -> dict:
+        return {"bpc": self.bpc, "accuracy": self.accuracy, "chars": self.chars}
+
+
+class Predictor:
+    """Compiled forward passes of a network, one function per window shape."""
+
+    def __init__(self, params: dict, cfg: ModelConfig, mode: str):
+        self.params, self.cfg, self.mode = params, cfg, mode
+        self._windows: dict[tuple[int, int], object] = {}
+        self._step = None
+
+    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.cfg.layers, batch, self.cfg.hidden)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def _symbols(self, T: int, B: int):
+        x = pt.tensor("x", dtype="int32", shape=(T, B))
+        shape = (self.cfg.layers, B, self.cfg.hidden)
+        h0 = pt.tensor("h0", dtype="float32", shape=shape)
+        c0 = pt.tensor("c0", dtype="float32", shape=shape)
+        return x, h0, c0
+
+    def window_fn(self, T: int, B: int):
+        """(x, y, h0, c0) -> (log p(y) (T, B), guesses (T, B), h, c)."""
+        if (T, B) not in self._windows:
+            x, h0, c0 = self._symbols(T, B)
+            y = pt.tensor("y", dtype="int32", shape=(T, B))
+            fw = lstm.forward(self.params, x, h0, c0)
+            outputs = [lstm.log_probs(fw.logits, y), fw.logits.argmax(axis=-1), fw.h, fw.c]
+            self._windows[T, B] = engine.compile_function([x, y, h0, c0], outputs, self.mode)
+        return self._windows[T, B]
+
+    def step_fn(self):
+        """(x (1, 1), h0, c0) -> (logits (V,), h, c): one character at a time."""
+        if self._step is None:
+            x, h0, c0 = self._symbols(1, 1)
+            fw = lstm.forward(self.params, x, h0, c0)
+            self._step = engine.compile_function([x, h0, c0], [fw.logits[0, 0], fw.h, fw.c], self.mode)
+        return self._step
+
+    def evaluate(self, codes: np.ndarray, batch: int, seq: int, guesses: bool = False) -> EvalResult:
+        """Bits per character and accuracy of predicting codes[1:] from what precedes.
+
+        The text is read as `batch` contiguous streams with state carried
+        between windows (as in training); a tail shorter than one window per
+        stream is left out, and `chars` says how many were predicted.
+        """
+        if len(codes) < 2:
+            raise UserError("text too short to evaluate: it needs at least 2 characters")
+        seq = min(seq, len(codes) - 1)
+        batch = max(1, min(batch, (len(codes) - 1) // seq))
+        length = (len(codes) - 1) // batch
+        windows = length // seq
+        xs = codes[: batch * length].reshape(batch, length)
+        ys = codes[1 : batch * length + 1].reshape(batch, length)
+        fn = self.window_fn(seq, batch)
+        h, c = self.zero_state(batch)
+        nats, correct, found = 0.0, 0, []
+        for k in range(windows):
+            cols = slice(k * seq, (k + 1) * seq)
+            y = np.ascontiguousarray(ys[:, cols].T, dtype=np.int32)
+            lp, guess, h, c = fn(np.ascontiguousarray(xs[:, cols].T, dtype=np.int32), y, h, c)
+            guess = engine.to_numpy(guess)
+            nats -= float(engine.to_numpy(lp).astype(np.float64).sum())
+            correct += int((guess == y).sum())
+            if guesses:
+                found.append(guess.T)  # (B, T)
+        chars = batch * windows * seq
+        return EvalResult(
+            bpc=nats / chars / math.log(2),
+            accuracy=correct / chars,
+            chars=chars,
+            guesses=np.concatenate(found, axis=1).reshape(-1) if guesses else None,
+        )
+
+    def generate(
+        self,
+        vocab: Vocab,
+        prime: str,
+        length: int,
+        rng: np.random.Generator,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> str:
+        """`length` characters sampled after reading `prime` (at least one character)."""
+        if temperature <= 0:
+            raise UserError("--temperature must be above 0")
+        if not prime:
+            raise UserError("--prime must have at least one character")
+        codes = vocab.encode(prime, "the priming text")
+        step = self.step_fn()
+        h, c = self.zero_state(1)
+        for code in codes[:-1]:
+            _, h, c = step(np.array([[code]], np.int32), h, c)
+        out, code = [], int(codes[-1])
+        for _ in range(length):
+            logits, h, c = step(np.array([[code]], np.int32), h, c)
+            code = sample_code(engine.to_numpy(logits), rng, temperature, top_k)
+            out.append(code)
+        return vocab.decode(out)
+
+
+def sample_code(logits: np.ndarray, rng: np.random.Generator, temperature: float, top_k: int | None) -> int:
+    """One code drawn from softmax(logits / temperature), restricted to the top k."""
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and 0 < top_k < len(z):
+        cut = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= cut, z, -np.inf)
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def guess_view(text: str, guessed: str, width: int) -> str:
+    """The original's view: the text on one line, the guessed next letter under each character.
+
+    Line 1 of each block is the text; line 2 holds, under each character, the
+    letter the network guessed for that position before seeing it.
+    """
+    show = lambda s: s.replace("\n", "↵").replace("\t", "→")  # noqa: E731
+    blocks = []
+    for start in range(0, len(text), width):
+        blocks.append(show(text[start : start + width]) + "\n" + show(guessed[start : start + width]))
+    return "\n\n".join(blocks)

@@ -1,0 +1,340 @@
+"""The one training loop: schedule, step, log, evaluate, sample, checkpoint, stop.
+
+Everything that decides what the run does next lives in the parameters, the
+optimizer's shared variables and a `TrainState`; all three go into every
+checkpoint, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from tqdm import tqdm
+
+from longmem import checkpoint, engine, optim
+from longmem.batches import Cursor, Streams
+from longmem.config import RunConfig
+from longmem.corpus import Vocab, split
+from longmem.corpus import load as load_corpus
+from longmem.errors import UserError
+from longmem.nets import NETS
+from longmem.files import sha256
+from longmem.rundir import RunDir
+from longmem.rundir import load as load_snapshot
+from longmem.sample import Predictor
+
+DEFAULT_STEPS = 2000
+
+
+@dataclass
+class TrainState:
+    """Loop state beyond parameters and optimizer variables."""
+
+    step: int = 0
+    cursor: Cursor = field(default_factory=Cursor)
+    elapsed: float = 0.0  # seconds spent training, summed over resumes
+    loss_sum: float = 0.0  # training loss since the last metrics line
+    loss_count: int = 0
+    first_loss: float | None = None
+    rng: dict = field(default_factory=dict)  # NumPy bit-generator state (dropout)
+    metrics_bytes: int = 0  # length of metrics.jsonl at this step
+    samples_bytes: int = 0
+
+    def to_meta(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> TrainState:
+        return cls(**{**meta, "cursor": Cursor(**meta["cursor"])})
+
+
+class Trainer:
+    """The network's shared variables and its compiled training step."""
+
+    def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
+        self.cfg, self.mode = cfg, mode
+        self.params = engine.share_all(params)
+        self.predictor = Predictor(self.params, cfg.model, mode)
+        self.step_fn, self.optim_state = self._compile_step()
+
+    def _compile_step(self):
+        m, o, t = self.cfg.model, self.cfg.optim, self.cfg.train
+        T, B, L, H = t.seq, t.batch, m.layers, m.hidden
+        x = pt.tensor("x", dtype="int32", shape=(T, B))
+        y = pt.tensor("y", dtype="int32", shape=(T, B))
+        h0 = pt.tensor("h0", dtype="float32", shape=(L, B, H))
+        c0 = pt.tensor("c0", dtype="float32", shape=(L, B, H))
+        lr = pt.scalar("lr", dtype="float32")
+        masks = [pt.tensor(f"mask{i}", dtype="float32", shape=(T, B, H)) for i in range(self.n_masks)]
+        net = NETS[m.model]
+        fw = net.forward(self.params, x, h0, c0, masks or None)
+        loss = -net.log_probs(fw.logits, y).mean()
+        names = list(self.params)
+        grads = pytensor.grad(loss, [self.params[k] for k in names])
+        grads, grad_norm = optim.clip_by_norm(grads, o.clip)
+        updates = optim.build(o.optimizer, [self.params[k] for k in names], grads, lr, o)
+        state = {var.name: var for var, _ in updates if var.name not in self.params}
+        fn = engine.compile_function(
+            [x, y, h0, c0, lr, *masks], [loss, grad_norm, fw.h, fw.c], self.mode, updates, "train_step"
+        )
+        return fn, state
+
+    @property
+    def n_masks(self) -> int:
+        return self.cfg.model.layers - 1 if self.cfg.model.dropout > 0 else 0
+
+    def dropout_masks(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Inverted-dropout multipliers, drawn on the host so the run is reproducible."""
+        p, t = self.cfg.model.dropout, self.cfg.train
+        shape = (t.seq, t.batch, self.cfg.model.hidden)
+        return [((rng.random(shape) >= p) / (1 - p)).astype(np.float32) for _ in range(self.n_masks)]
+
+    def lr(self, step: int) -> float:
+        o = self.cfg.optim
+        return o.lr * o.lr_decay ** (step // max(1, o.lr_decay_every))
+
+    def arrays(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every array a checkpoint holds, named `param/...`, `optim/...`, `state/...`."""
+        out = {f"param/{k}": engine.to_numpy(v.get_value()) for k, v in self.params.items()}
+        out |= {f"optim/{k}": engine.to_numpy(v.get_value()) for k, v in self.optim_state.items()}
+        out |= {f"state/{k}": v for k, v in state.items()}
+        return out
+
+    def restore_optim(self, values: dict[str, np.ndarray]) -> None:
+        for name, var in self.optim_state.items():
+            if name in values:
+                var.set_value(values[name].astype(var.dtype))
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT: finish the step, checkpoint, exit cleanly."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._set) for s in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def _set(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def new_state(cfg: RunConfig) -> TrainState:
+    return TrainState(rng=np.random.default_rng(cfg.train.seed + 1).bit_generator.state)
+
+
+def run(
+    run_dir: RunDir,
+    cfg: RunConfig,
+    vocab: Vocab,
+    splits: dict[str, np.ndarray],
+    trainer: Trainer,
+    state: TrainState,
+    h: np.ndarray,
+    c: np.ndarray,
+) -> TrainState:
+    """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end."""
+    t = cfg.train
+    streams = Streams(splits["train"], t.batch, t.seq)
+    goal = t.steps if t.steps is not None else (None if t.minutes else DEFAULT_STEPS)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng
+    last_save, start, tick = time.monotonic(), time.monotonic(), time.monotonic()
+    bar = tqdm(total=goal, initial=state.step, unit="step", file=sys.stderr, dynamic_ncols=True)
+    with StopFlag() as stop, bar:
+        while not _done(state, t, goal) and stop.signal is None:
+            x, y = streams.window(state.cursor.window)
+            lr = trainer.lr(state.step)
+            loss, grad_norm, h, c = trainer.step_fn(x, y, h, c, np.float32(lr), *trainer.dropout_masks(rng))
+            loss, grad_norm = float(loss), float(grad_norm)
+            _check_finite(state, loss, grad_norm, run_dir)
+            now = time.monotonic()
+            state.elapsed += now - tick
+            tick = now
+            state.step += 1
+            state.loss_sum += loss
+            state.loss_count += 1
+            state.first_loss = state.first_loss if state.first_loss is not None else loss
+            if streams.advance(state.cursor):
+                h, c = np.zeros_like(h), np.zeros_like(c)
+            final = _done(state, t, goal)
+            if state.step % t.log_every == 0 or state.step % t.eval_every == 0 or final:
+                _log(run_dir, cfg, trainer, splits, state, lr, grad_norm, streams, bar, final)
+            if t.sample_every and state.step % t.sample_every == 0:
+                _write_sample(run_dir, cfg, vocab, trainer, splits, state)
+            if state.step % t.checkpoint_every_steps == 0 or time.monotonic() - last_save > t.checkpoint_every_seconds:
+                save(run_dir, cfg, vocab, trainer, state, rng, h, c)
+                last_save = tick = time.monotonic()
+            bar.update(1)
+        save(run_dir, cfg, vocab, trainer, state, rng, h, c)
+    if stop.signal is not None:
+        print(
+            f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
+            f"checkpoint saved. Continue with: longmem train --resume {run_dir.path}",
+            file=sys.stderr,
+        )
+    return state
+
+
+def _done(state: TrainState, t, goal: int | None) -> bool:
+    if goal is not None and state.step >= goal:
+        return True
+    return t.minutes is not None and state.elapsed >= t.minutes * 60
+
+
+def _check_finite(state: TrainState, loss: float, grad_norm: float, run_dir: RunDir) -> None:
+    """Stop a run whose loss went NaN or exploded; its last checkpoint is left as it was."""
+    exploded = state.first_loss is not None and loss > 3 * state.first_loss
+    if math.isfinite(loss) and math.isfinite(grad_norm) and not exploded:
+        return
+    saved = checkpoint.checkpoints(run_dir.checkpoints)
+    kept = f"the last good checkpoint ({saved[-1].name}) is kept" if saved else "no checkpoint was written"
+    what = "exploded" if math.isfinite(loss) else "became NaN or infinite"
+    raise UserError(
+        f"training loss {what} at step {state.step + 1} (loss {loss:.4g}, gradient norm "
+        f"{grad_norm:.4g}); stopped, {kept}; try a lower --lr or --clip"
+    )
+
+
+def _log(run_dir, cfg, trainer, splits, state, lr, grad_norm, streams, bar, final) -> None:
+    loss = state.loss_sum / max(1, state.loss_count)
+    record = {
+        "step": state.step,
+        "epoch": state.cursor.epoch,
+        "loss": loss,
+        "bpc": loss / math.log(2),
+        "lr": lr,
+        "grad_norm": grad_norm,
+    }
+    if state.step % cfg.train.eval_every == 0 or final:
+        val = splits["val"][: cfg.train.eval_chars]
+        if len(val) >= 2:
+            result = trainer.predictor.evaluate(val, cfg.train.batch, cfg.train.seq)
+            record |= {"val_bpc": result.bpc, "val_accuracy": result.accuracy}
+    record |= {
+        "chars_per_s": state.step * streams.chars_per_window / max(state.elapsed, 1e-9),
+        "elapsed": state.elapsed,
+    }
+    state.loss_sum, state.loss_count = 0.0, 0
+    with run_dir.metrics.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        state.metrics_bytes = f.tell()
+    shown = {"bpc": f"{record['bpc']:.3f}", "chars/s": f"{record['chars_per_s']:.0f}"}
+    if "val_bpc" in record:
+        shown["val"] = f"{record['val_bpc']:.3f}"
+    bar.set_postfix(shown, refresh=False)
+
+
+def _write_sample(run_dir, cfg, vocab, trainer, splits, state) -> None:
+    """A short sample, primed with the start of the validation text, seeded by the step."""
+    prime = vocab.decode(splits["val"][:1]) if len(splits["val"]) else vocab.chars[0]
+    rng = np.random.default_rng([cfg.train.seed, state.step])
+    text = trainer.predictor.generate(vocab, prime, cfg.train.sample_length, rng)
+    with run_dir.samples.open("a") as f:
+        f.write(f"--- step {state.step} ---\n{prime}{text}\n")
+        state.samples_bytes = f.tell()
+
+
+def save(run_dir, cfg, vocab, trainer, state, rng, h, c):
+    state.rng = rng.bit_generator.state
+    meta = {"config": cfg.to_dict(), "vocab": vocab.chars, "state": state.to_meta()}
+    arrays = trainer.arrays({"h": engine.to_numpy(h), "c": engine.to_numpy(c)})
+    return checkpoint.save(run_dir.checkpoints, state.step, arrays, meta, cfg.train.keep)
+
+
+def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
+    """Begin a new run in `run_dir` (which must not hold one already)."""
+    if checkpoint.checkpoints(run_dir.checkpoints) or run_dir.exists():
+        raise UserError(
+            f"{run_dir.path} already holds a run; continue it with --resume {run_dir.path} "
+            "or choose another --run-dir"
+        )
+    mode = engine.configure(cfg.train.backend, cfg.train.device)
+    corpus = load_corpus(cfg.data.corpus, cfg.data.text)
+    bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
+    splits = {k: corpus.codes[a:b] for k, (a, b) in bounds.items()}
+    Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
+    cfg.model.vocab_size = len(corpus.vocab)
+    run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
+    params = NETS[cfg.model.model].init_params(cfg.model, len(corpus.vocab), np.random.default_rng(cfg.train.seed))
+    trainer = Trainer(cfg, params, mode)
+    h = np.zeros((cfg.model.layers, cfg.train.batch, cfg.model.hidden), np.float32)
+    return run(run_dir, cfg, corpus.vocab, splits, trainer, new_state(cfg), h, h.copy())
+
+
+# What may change when a run is resumed; anything else would make it another run.
+RESUMABLE = {
+    "optim": None,  # every optimizer field
+    "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
+              "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
+              "backend", "device"},
+}
+
+
+def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
+    """Continue the run in `run_dir` from its newest valid checkpoint.
+
+    `changes` maps a config section to the fields given on the command line.
+    """
+    info = run_dir.read_config()
+    snap = load_snapshot(run_dir)
+    cfg = snap.config
+    applied = _apply_changes(cfg, changes)
+    mode = engine.configure(cfg.train.backend, cfg.train.device)
+    corpus = load_corpus(cfg.data.corpus, cfg.data.text)
+    if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab != snap.vocab:
+        raise UserError(f"the training text of {run_dir.path} has changed since the run started")
+    splits = {k: corpus.codes[a:b] for k, (a, b) in info["split"].items()}
+    for newer in checkpoint.checkpoints(run_dir.checkpoints):
+        if newer.name > snap.path.name:  # damaged checkpoints newer than the one resumed
+            newer.rename(newer.with_suffix(".damaged"))
+    state = TrainState.from_meta(snap.meta["state"])
+    _truncate(run_dir.metrics, state.metrics_bytes)
+    _truncate(run_dir.samples, state.samples_bytes)
+    if applied:
+        info.setdefault("resumes", []).append({"step": state.step, "changes": applied})
+        info["config"] = cfg.to_dict()
+        run_dir.write_config(info)
+    trainer = Trainer(cfg, snap.params, mode)
+    trainer.restore_optim(snap.optim)
+    print(f"longmem: resuming {run_dir.path} at step {state.step} from {snap.path.name}", file=sys.stderr)
+    return run(run_dir, cfg, snap.vocab, splits, trainer, state, snap.state["h"], snap.state["c"])
+
+
+def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:
+    applied = {}
+    for section, fields in changes.items():
+        target = getattr(cfg, section)
+        for name, value in fields.items():
+            if getattr(target, name) == value:
+                continue
+            allowed = section in RESUMABLE and (RESUMABLE[section] is None or name in RESUMABLE[section])
+            if not allowed:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(
+                    f"cannot change {flag} when resuming (the run has {flag} "
+                    f"{getattr(target, name)}); start a new run instead"
+                )
+            applied[f"{section}.{name}"] = [getattr(target, name), value]
+            setattr(target, name, value)
+    return applied
+
+
+def _truncate(path, size: int) -> None:
+    """Cut a log back to what it held at the checkpoint, so no step appears twice."""
+    if path.exists():
+        with path.open("r+b") as f:
+            f.truncate(size)
