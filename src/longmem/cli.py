@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("longmem: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `head`) went away: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +100,6 @@ def cmd_train(args) -> None:
         cfg = config.from_args(args)
         name = Path(cfg.data.text).stem if cfg.data.text else cfg.data.corpus
         run_dir = RunDir(args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        print(f"longmem: training in {run_dir.path}", file=sys.stderr)
         state = train.start(cfg, run_dir)
     print(f"longmem: step {state.step} saved in {run_dir.path}; try: longmem sample {run_dir.path}")
 

@@ -32,7 +32,11 @@ Chunks = Callable[[], Iterator[str]]
 class Vocab:
     """The symbol table: character i of `chars` is code i."""
 
-    chars: str
+    chars: str  # sorted, each character once
+
+    def __post_init__(self):
+        if list(self.chars) != sorted(set(self.chars)):
+            raise ValueError("a vocabulary's characters must be sorted and distinct")
 
     def __len__(self) -> int:
         return len(self.chars)

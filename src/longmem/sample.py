@@ -69,30 +69,29 @@ class Predictor:
         """Bits per character and accuracy of predicting codes[1:] from what precedes.
 
         The text is read as `batch` contiguous streams with state carried
-        between windows (as in training); a tail shorter than one window per
-        stream is left out, and `chars` says how many were predicted.
+        between windows of `seq` (as in training), then a shorter last window;
+        only the fewer than `batch` characters that do not divide evenly are
+        left out, and `chars` says how many were predicted.
         """
         if len(codes) < 2:
             raise UserError("text too short to evaluate: it needs at least 2 characters")
-        seq = min(seq, len(codes) - 1)
         batch = max(1, min(batch, (len(codes) - 1) // seq))
-        length = (len(codes) - 1) // batch
-        windows = length // seq
+        length = (len(codes) - 1) // batch  # characters per stream
         xs = codes[: batch * length].reshape(batch, length)
         ys = codes[1 : batch * length + 1].reshape(batch, length)
-        fn = self.window_fn(seq, batch)
         h, c = self.zero_state(batch)
         nats, correct, found = 0.0, 0, []
-        for k in range(windows):
-            cols = slice(k * seq, (k + 1) * seq)
+        for start in range(0, length, seq):
+            cols = slice(start, min(start + seq, length))
+            x = np.ascontiguousarray(xs[:, cols].T, dtype=np.int32)  # (T, B)
             y = np.ascontiguousarray(ys[:, cols].T, dtype=np.int32)
-            lp, guess, h, c = fn(np.ascontiguousarray(xs[:, cols].T, dtype=np.int32), y, h, c)
+            lp, guess, h, c = self.window_fn(*x.shape)(x, y, h, c)
             guess = engine.to_numpy(guess)
             nats -= float(engine.to_numpy(lp).astype(np.float64).sum())
             correct += int((guess == y).sum())
             if guesses:
                 found.append(guess.T)  # (B, T)
-        chars = batch * windows * seq
+        chars = batch * length
         return EvalResult(
             bpc=nats / chars / math.log(2),
             accuracy=correct / chars,

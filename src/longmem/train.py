@@ -269,6 +269,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     cfg.model.vocab_size = len(corpus.vocab)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
+    print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
     params = NETS[cfg.model.model].init_params(cfg.model, len(corpus.vocab), np.random.default_rng(cfg.train.seed))
     trainer = Trainer(cfg, params, mode)
     h = np.zeros((cfg.model.layers, cfg.train.batch, cfg.model.hidden), np.float32)

@@ -114,11 +114,15 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
     )
 
 
-def layer(xp, h0, c0, Wh):
-    """Run one layer over a window: xp (T, B, 4H), h0 and c0 (B, H) -> hs, cs (T, B, H)."""
-    T, B, H = xp.type.shape[0], xp.type.shape[1], Wh.type.shape[0]
-    hs, cs, _ = _layer_op(T, B, H)(xp, h0, c0, Wh)
-    return hs, cs
+def layer(xp, h0, c0, Wh, T: int, B: int):
+    """Run one layer over a window: xp (T, B, 4H), h0 and c0 (B, H) -> hs, cs (T, B, H).
+
+    T and B are given because JAX needs static shapes, which do not always
+    survive the graph's operations.
+    """
+    H = Wh.type.shape[0]
+    hs, cs, _ = _layer_op(T, B, H)(pt.specify_shape(xp, (T, B, 4 * H)), h0, c0, Wh)
+    return pt.specify_shape(hs, (T, B, H)), pt.specify_shape(cs, (T, B, H))
 
 
 @dataclass
@@ -136,6 +140,7 @@ def forward(params: dict, x, h0, c0, masks=None) -> Forward:
     dropout, one (T, B, H) multiplier per boundary between layers, or None.
     """
     layers = sum(1 for name in params if name.endswith(".Wh"))
+    T, B = x.type.shape
     inp, hs_all, h_last, c_last = None, [], [], []
     for i in range(layers):
         Wx, Wh, b = (params[f"lstm.{i}.{key}"] for key in ("Wx", "Wh", "b"))
@@ -145,7 +150,7 @@ def forward(params: dict, x, h0, c0, masks=None) -> Forward:
             if masks is not None:
                 inp = inp * masks[i - 1]
             xp = inp @ Wx + b
-        hs, cs = layer(xp, h0[i], c0[i], Wh)
+        hs, cs = layer(xp, h0[i], c0[i], Wh, T, B)
         hs_all.append(hs)
         h_last.append(hs[-1])
         c_last.append(cs[-1])

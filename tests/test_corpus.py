@@ -1,0 +1,126 @@
+import http.server
+import threading
+
+import numpy as np
+import pytest
+
+from longmem import corpus
+from longmem.errors import UserError
+
+from conftest import SHARED_BOOK
+
+HEADER = "The Project Gutenberg eBook of Adventures of Huckleberry Finn\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK 76 ***\r\n"
+FOOTER = "\r\n*** END OF THE PROJECT GUTENBERG EBOOK 76 ***\r\nLicence text that is not the book.\r\n"
+
+
+def test_file_round_trip_and_vocab(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("héllo wörld\nsecond line’s end\n", encoding="utf-8")
+    c = corpus.load("python-docs", str(path))
+    assert c.vocab.chars == "".join(sorted(set(path.read_text())))
+    assert c.codes.dtype == np.uint8
+    assert c.vocab.decode(c.codes) == path.read_text()
+
+
+def test_multibyte_characters_split_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK", 3)
+    text = "a’b’c’dé\r\nend"
+    path = tmp_path / "t.txt"
+    path.write_bytes(text.encode())
+    c = corpus.load("python-docs", str(path))
+    assert c.vocab.decode(c.codes) == text.replace("\r\n", "\n")
+
+
+def test_large_vocabulary_uses_wider_codes():
+    text = "".join(chr(0x4E00 + i) for i in range(300))
+    v = corpus.build_vocab(corpus.string_chunks(text))
+    assert len(v) == 300 and v.dtype == np.uint16
+    assert v.decode(v.encode(text)) == text
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no such file"), (b"", "empty"), (b"abc\xff\xfedef", "not UTF-8 text .invalid byte at offset 3"),
+     (b"abc\xe2\x80", "not UTF-8")],
+)
+def test_bad_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=message) as e:
+        corpus.load("python-docs", str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_characters_outside_vocab_are_listed():
+    v = corpus.Vocab(" abc")
+    with pytest.raises(UserError, match=r"outside the vocabulary: '!z'"):
+        v.encode("a b z!", "the priming text")
+
+
+def test_python_docs_is_built_in():
+    c = corpus.load("python-docs", None)
+    assert len(c.codes) > 400_000 and len(c.vocab) < 256
+
+
+def test_split_is_by_position():
+    bounds = corpus.split(1000, 0.05, 0.1)
+    assert bounds == {"train": [0, 850], "test": [850, 950], "val": [950, 1000]}
+    with pytest.raises(UserError):
+        corpus.split(1000, 0.6, 0.5)
+
+
+def test_strip_gutenberg_keeps_only_the_book():
+    assert corpus.strip_gutenberg(HEADER + "CHAPTER I.\r\n\r\nYou don't know\r\n" + FOOTER) == "CHAPTER I.\n\nYou don't know\n"
+
+
+@pytest.fixture
+def book_server(monkeypatch):
+    """A local HTTP server with the book wrapped in Gutenberg's header and footer."""
+    book = SHARED_BOOK.read_text() if SHARED_BOOK.exists() else "CHAPTER I.\n\nYOU don't know about me.\n" * 50
+    body = (HEADER + book.replace("\n", "\r\n") + FOOTER).encode()
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(corpus.URL_ENV, f"http://127.0.0.1:{server.server_port}/pg76.txt")
+    yield book, hits, server
+    server.shutdown()
+
+
+def test_huck_finn_downloads_once_then_uses_the_cache(cache, book_server):
+    book, hits, server = book_server
+    first = corpus.load("huck-finn", None)
+    assert len(hits) == 1
+    assert first.vocab.decode(first.codes) == book.strip("\n") + "\n"
+    assert (cache / "huck-finn.txt.sha256").read_text().strip() == corpus.sha256((cache / "huck-finn.txt").read_bytes())
+    server.shutdown()  # offline from now on: the cache must serve
+    again = corpus.load("huck-finn", None)
+    assert len(hits) == 1
+    np.testing.assert_array_equal(again.codes, first.codes)
+
+
+def test_huck_finn_damaged_cache_is_downloaded_again(cache, book_server):
+    book, hits, _ = book_server
+    corpus.load("huck-finn", None)
+    (cache / "huck-finn.txt").write_text("damaged")
+    assert corpus.load("huck-finn", None).vocab.decode(corpus.load("huck-finn", None).codes) != "damaged"
+    assert len(hits) == 2
+
+
+def test_huck_finn_offline_without_cache_names_the_alternatives(cache, monkeypatch):
+    monkeypatch.setenv(corpus.URL_ENV, "http://127.0.0.1:9/pg76.txt")  # nothing listens on port 9
+    with pytest.raises(UserError, match="--text PATH.*python-docs"):
+        corpus.load("huck-finn", None)
+    assert not (cache / "huck-finn.txt").exists()
