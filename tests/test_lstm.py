@@ -101,8 +101,8 @@ def test_hand_written_backward_matches_scan_autodiff(rng):
     fw = lstm.forward(shared, x, h0, c0)
     cost = -lstm.log_probs(fw.logits, y).mean()
     xp = shared["lstm.0.Wx"][x] + shared["lstm.0.b"]
-    hs, _, _ = pytensor.scan(
-        lstm._forward_step, sequences=[xp], outputs_info=[h0[0], c0[0], None],
+    hs, *_ = pytensor.scan(
+        lstm._forward_step, sequences=[xp], outputs_info=[h0[0], c0[0], None, None, None, None],
         non_sequences=[shared["lstm.0.Wh"]], strict=True, return_updates=False,
     )
     ref_cost = -lstm.log_probs(hs @ shared["out.W"] + shared["out.b"], y).mean()

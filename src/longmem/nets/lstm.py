@@ -42,23 +42,18 @@ def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> 
     return params
 
 
-def _gates(z, H):
-    """Activated gates (B, 4H) from pre-activations: sigmoid for i, f, o; tanh for g."""
-    return pt.concatenate([pt.sigmoid(z[:, : 3 * H]), pt.tanh(z[:, 3 * H :])], axis=1)
-
-
 def _forward_step(xp_t, h_tm1, c_tm1, Wh):
+    """One step: returns h_t, c_t and the four gate activations (B, H) each."""
     H = Wh.type.shape[0]
-    a = _gates(xp_t + h_tm1 @ Wh, H)  # (B, 4H)
-    c = a[:, H : 2 * H] * c_tm1 + a[:, :H] * a[:, 3 * H :]
-    h = a[:, 2 * H : 3 * H] * pt.tanh(c)
-    return h, c, a
+    z = xp_t + h_tm1 @ Wh  # (B, 4H)
+    i, f, o = pt.sigmoid(z[:, :H]), pt.sigmoid(z[:, H : 2 * H]), pt.sigmoid(z[:, 2 * H : 3 * H])
+    g = pt.tanh(z[:, 3 * H :])
+    c = f * c_tm1 + i * g
+    return o * pt.tanh(c), c, i, f, o, g
 
 
-def _backward_step(dh_out, dc_out, a, c, c_tm1, dh_next, dc_next, Wh):
+def _backward_step(dh_out, dc_out, i, f, o, g, c, c_tm1, dh_next, dc_next, WhT):
     """One step of backpropagation through time; returns dh_{t-1}, dc_{t-1}, dz_t."""
-    H = Wh.type.shape[0]
-    i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
     dh = dh_out + dh_next
     tc = pt.tanh(c)
     dc = dc_out + dc_next + dh * o * (1 - tc * tc)
@@ -66,19 +61,19 @@ def _backward_step(dh_out, dc_out, a, c, c_tm1, dh_next, dc_next, Wh):
         [dc * g * i * (1 - i), dc * c_tm1 * f * (1 - f), dh * tc * o * (1 - o), dc * i * (1 - g * g)],
         axis=1,
     )  # (B, 4H)
-    return dz @ Wh.T, dc * f, dz
+    return dz @ WhT, dc * f, dz
 
 
 def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
-    """The recurrence of one layer for windows of shape (T, B): (xp, h0, c0, Wh) -> (hs, cs, acts)."""
+    """The recurrence of one layer for windows of shape (T, B): (xp, h0, c0, Wh) -> (hs, cs, i, f, o, g)."""
     xp = pt.tensor("xp", dtype="float32", shape=(T, B, 4 * H))
     h0 = pt.tensor("h0", dtype="float32", shape=(B, H))
     c0 = pt.tensor("c0", dtype="float32", shape=(B, H))
     Wh = pt.tensor("Wh", dtype="float32", shape=(H, 4 * H))
-    hs, cs, acts = pytensor.scan(
+    hs, cs, *gates = pytensor.scan(
         _forward_step,
         sequences=[xp],
-        outputs_info=[h0, c0, None],
+        outputs_info=[h0, c0, None, None, None, None],
         non_sequences=[Wh],
         strict=True,
         return_updates=False,
@@ -87,7 +82,7 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
 
     def backward(inputs, outputs, output_grads):
         xp, h0, c0, Wh = inputs
-        hs, cs, acts = outputs
+        hs, cs, *gates = outputs
         # Outputs the cost does not depend on get disconnected gradients: zeros.
         dhs, dcs = (
             pt.zeros_like(out) if isinstance(g.type, DisconnectedType) else g
@@ -97,9 +92,9 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
         h_prev = pt.concatenate([h0[None], hs[:-1]], axis=0)
         dh0, dc0, dz = pytensor.scan(
             _backward_step,
-            sequences=[dhs, dcs, acts, cs, c_prev],
+            sequences=[dhs, dcs, *gates, cs, c_prev],
             outputs_info=[pt.zeros_like(h0), pt.zeros_like(c0), None],
-            non_sequences=[Wh],
+            non_sequences=[Wh.T],
             go_backwards=True,
             strict=True,
             return_updates=False,
@@ -110,7 +105,7 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
         return [dz, dh0[-1], dc0[-1], dWh]
 
     return OpFromGraph(
-        [xp, h0, c0, Wh], [hs, cs, acts], pullback=backward, inline=True, name="lstm_layer"
+        [xp, h0, c0, Wh], [hs, cs, *gates], pullback=backward, inline=True, name="lstm_layer"
     )
 
 
@@ -121,7 +116,7 @@ def layer(xp, h0, c0, Wh, T: int, B: int):
     survive the graph's operations.
     """
     H = Wh.type.shape[0]
-    hs, cs, _ = _layer_op(T, B, H)(pt.specify_shape(xp, (T, B, 4 * H)), h0, c0, Wh)
+    hs, cs, *_ = _layer_op(T, B, H)(pt.specify_shape(xp, (T, B, 4 * H)), h0, c0, Wh)
     return pt.specify_shape(hs, (T, B, H)), pt.specify_shape(cs, (T, B, H))
 
 
