@@ -88,19 +88,19 @@ def _run_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> None:
-    from longmem import train
+    from longmem import launch
 
     if args.resume:
         if args.run_dir:
             raise UserError("give either --resume DIR or --run-dir DIR, not both")
         changes = {key: config.overrides(args, cls) for key, cls in config.SECTIONS.items()}
-        state = train.resume(RunDir(args.resume), changes)
+        state = launch.resume(RunDir(args.resume), changes)
         run_dir = RunDir(args.resume)
     else:
         cfg = config.from_args(args)
         name = Path(cfg.data.text).stem if cfg.data.text else cfg.data.corpus
         run_dir = RunDir(args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        state = train.start(cfg, run_dir)
+        state = launch.start(cfg, run_dir)
     print(f"longmem: step {state.step} saved in {run_dir.path}; try: longmem sample {run_dir.path}")
 
 

@@ -53,6 +53,12 @@ class RunDir:
     def write_config(self, info: dict) -> None:
         atomic_write(self.config, (json.dumps(info, indent=2) + "\n").encode())
 
+    def read_vocab(self) -> str:
+        try:
+            return json.loads(self.vocab.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"{self.vocab}: missing or damaged") from None
+
     def read_config(self) -> dict:
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such run directory")

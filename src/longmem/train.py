@@ -22,13 +22,10 @@ from tqdm import tqdm
 from longmem import checkpoint, engine, optim
 from longmem.batches import Cursor, Streams
 from longmem.config import RunConfig
-from longmem.corpus import Vocab, split
-from longmem.corpus import load as load_corpus
+from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.nets import NETS
-from longmem.files import sha256
 from longmem.rundir import RunDir
-from longmem.rundir import load as load_snapshot
 from longmem.sample import Predictor
 
 DEFAULT_STEPS = 2000
@@ -253,89 +250,3 @@ def save(run_dir, cfg, vocab, trainer, state, rng, h, c):
     meta = {"config": cfg.to_dict(), "vocab": vocab.chars, "state": state.to_meta()}
     arrays = trainer.arrays({"h": engine.to_numpy(h), "c": engine.to_numpy(c)})
     return checkpoint.save(run_dir.checkpoints, state.step, arrays, meta, cfg.train.keep)
-
-
-def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
-    """Begin a new run in `run_dir` (which must not hold one already)."""
-    if checkpoint.checkpoints(run_dir.checkpoints) or run_dir.exists():
-        raise UserError(
-            f"{run_dir.path} already holds a run; continue it with --resume {run_dir.path} "
-            "or choose another --run-dir"
-        )
-    mode = engine.configure(cfg.train.backend, cfg.train.device)
-    corpus = load_corpus(cfg.data.corpus, cfg.data.text)
-    bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
-    splits = {k: corpus.codes[a:b] for k, (a, b) in bounds.items()}
-    Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
-    cfg.model.vocab_size = len(corpus.vocab)
-    run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
-    print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
-    params = NETS[cfg.model.model].init_params(cfg.model, len(corpus.vocab), np.random.default_rng(cfg.train.seed))
-    trainer = Trainer(cfg, params, mode)
-    h = np.zeros((cfg.model.layers, cfg.train.batch, cfg.model.hidden), np.float32)
-    return run(run_dir, cfg, corpus.vocab, splits, trainer, new_state(cfg), h, h.copy())
-
-
-# What may change when a run is resumed; anything else would make it another run.
-RESUMABLE = {
-    "optim": None,  # every optimizer field
-    "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
-              "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
-              "backend", "device"},
-}
-
-
-def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
-    """Continue the run in `run_dir` from its newest valid checkpoint.
-
-    `changes` maps a config section to the fields given on the command line.
-    """
-    info = run_dir.read_config()
-    snap = load_snapshot(run_dir)
-    cfg = snap.config
-    applied = _apply_changes(cfg, changes)
-    mode = engine.configure(cfg.train.backend, cfg.train.device)
-    corpus = load_corpus(cfg.data.corpus, cfg.data.text)
-    if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab != snap.vocab:
-        raise UserError(f"the training text of {run_dir.path} has changed since the run started")
-    splits = {k: corpus.codes[a:b] for k, (a, b) in info["split"].items()}
-    for newer in checkpoint.checkpoints(run_dir.checkpoints):
-        if newer.name > snap.path.name:  # damaged checkpoints newer than the one resumed
-            newer.rename(newer.with_suffix(".damaged"))
-    state = TrainState.from_meta(snap.meta["state"])
-    _truncate(run_dir.metrics, state.metrics_bytes)
-    _truncate(run_dir.samples, state.samples_bytes)
-    if applied:
-        info.setdefault("resumes", []).append({"step": state.step, "changes": applied})
-        info["config"] = cfg.to_dict()
-        run_dir.write_config(info)
-    trainer = Trainer(cfg, snap.params, mode)
-    trainer.restore_optim(snap.optim)
-    print(f"longmem: resuming {run_dir.path} at step {state.step} from {snap.path.name}", file=sys.stderr)
-    return run(run_dir, cfg, snap.vocab, splits, trainer, state, snap.state["h"], snap.state["c"])
-
-
-def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:
-    applied = {}
-    for section, fields in changes.items():
-        target = getattr(cfg, section)
-        for name, value in fields.items():
-            if getattr(target, name) == value:
-                continue
-            allowed = section in RESUMABLE and (RESUMABLE[section] is None or name in RESUMABLE[section])
-            if not allowed:
-                flag = "--" + name.replace("_", "-")
-                raise UserError(
-                    f"cannot change {flag} when resuming (the run has {flag} "
-                    f"{getattr(target, name)}); start a new run instead"
-                )
-            applied[f"{section}.{name}"] = [getattr(target, name), value]
-            setattr(target, name, value)
-    return applied
-
-
-def _truncate(path, size: int) -> None:
-    """Cut a log back to what it held at the checkpoint, so no step appears twice."""
-    if path.exists():
-        with path.open("r+b") as f:
-            f.truncate(size)

@@ -1,0 +1,147 @@
+"""A run killed at any moment resumes exactly as if nothing had happened."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import TINY, digest, metrics, run_cli
+
+HERE = Path(__file__).parent
+STEPS = 200
+FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, *TINY]
+
+
+def _spawn(args, wrapper=()):
+    """Start `longmem` (or a wrapper script around it); its stderr goes to a file."""
+    cmd = [sys.executable, *map(str, wrapper)] if wrapper else [sys.executable, "-m", "longmem"]
+    log = open(Path(args[args.index("--run-dir") + 1] if "--run-dir" in args else args[-1]).parent / "stderr.log", "a+")
+    proc = subprocess.Popen([*cmd, *map(str, args)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc.log = log
+    return proc
+
+
+def _finish(proc, timeout=300):
+    """Wait for the process; return its stderr since it started."""
+    proc.wait(timeout=timeout)
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def _last_step(run_dir) -> int:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    for line in reversed(lines):  # the last line may be half written
+        try:
+            return json.loads(line)["step"]
+        except ValueError:
+            continue
+    return 0
+
+
+def _wait_for(predicate, proc, timeout=120, allow_exit=False):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert allow_exit or proc.poll() is None, _finish(proc)
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def reference(tmp_path, small_text, capsys):
+    """The same run, never interrupted."""
+    run_dir = tmp_path / "reference"
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, *FLAGS)
+    assert code == 0, err
+    return run_dir
+
+
+def _same_run(capsys, run_dir, reference):
+    assert digest(capsys, run_dir)["digest"] == digest(capsys, reference)["digest"]
+    assert digest(capsys, run_dir)["step"] == STEPS
+    assert metrics(run_dir) == metrics(reference)
+    assert (run_dir / "samples.txt").read_text() == (reference / "samples.txt").read_text()
+
+
+def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path, small_text, reference, capsys):
+    run_dir = tmp_path / "killed"
+    rnd = random.Random(20261128)
+    marker = tmp_path / "in-checkpoint-write"
+    kills = 0
+    # 1: killed while writing its second checkpoint (temporary file written, not yet renamed).
+    proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS],
+                  wrapper=[str(HERE / "hang_in_checkpoint.py"), marker, 2])
+    _wait_for(marker.exists, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kills += 1
+    assert list((run_dir / "checkpoint").glob(".ckpt-*.tmp")), "the kill should leave a partial write"
+    # 2, 3, 4: killed at random moments once training is under way: after a
+    # random number of further steps, plus a random fraction of a step.
+    for _ in range(3):
+        before = _last_step(run_dir)
+        target = before + rnd.randint(3, 40)
+        proc = _spawn(["train", "--resume", run_dir])
+        _wait_for(lambda: _last_step(run_dir) >= target or proc.poll() is not None, proc, allow_exit=True)
+        time.sleep(rnd.uniform(0.0, 0.05))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    proc = _spawn(["train", "--resume", run_dir])
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert kills == 4, "every kill should land before the run ends"
+    assert not list((run_dir / "checkpoint").glob(".ckpt-*.tmp"))
+    _same_run(capsys, run_dir, reference)
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, small_text, reference, capsys):
+    run_dir = tmp_path / "terminated"
+    proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS])
+    _wait_for(lambda: _last_step(run_dir) >= 20, proc)
+    proc.send_signal(signal.SIGTERM)
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in err and f"--resume {run_dir}" in err
+    stopped_at = digest(capsys, run_dir)["step"]
+    assert 0 < stopped_at < STEPS
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir)
+    assert code == 0, err
+    _same_run(capsys, run_dir, reference)
+
+
+def test_killed_before_its_first_checkpoint_starts_again(tmp_path, small_text, reference, capsys):
+    run_dir = tmp_path / "early"
+    marker = tmp_path / "marker"
+    proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS],
+                  wrapper=[str(HERE / "hang_in_checkpoint.py"), marker, 1])
+    _wait_for(marker.exists, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir)
+    assert code == 0 and "starting it again" in err
+    _same_run(capsys, run_dir, reference)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_newest_checkpoint_resumes_from_the_previous(tmp_path, small_text, reference, capsys, damage):
+    run_dir = tmp_path / "damaged"
+    code, _, _ = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir,
+                         *[a if a != STEPS else 30 for a in FLAGS])
+    assert code == 0
+    newest = sorted((run_dir / "checkpoint").glob("ckpt-*.lmc"))[-1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 3] if damage == "truncate" else data[:-50] + bytes([data[-50] ^ 4]) + data[-49:])
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", STEPS)
+    assert code == 0
+    assert "warning" in err and newest.name in err and "resuming" in err
+    _same_run(capsys, run_dir, reference)
+
+
