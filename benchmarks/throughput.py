@@ -59,7 +59,7 @@ def longmem_step(H: int, B: int, T: int, mode: str):
     lr = np.float32(2e-3)
 
     def step():
-        loss, _, state["h"], state["c"] = trainer.step_fn(x, y, state["h"], state["c"], lr)
+        state["h"], state["c"], loss, *_ = trainer.step_fn(x, y, state["h"], state["c"], lr)
         float(loss)  # wait for the result
 
     step()

@@ -15,7 +15,7 @@ from test_cli import TINY, digest, metrics, run_cli
 
 HERE = Path(__file__).parent
 STEPS = 200
-FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, *TINY]
+FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, "--track", "out.b", "lstm.0.f", "--track-every", 3, *TINY]
 
 
 def _spawn(args, wrapper=()):
@@ -67,6 +67,10 @@ def _same_run(capsys, run_dir, reference):
     assert digest(capsys, run_dir)["step"] == STEPS
     assert metrics(run_dir) == metrics(reference)
     assert (run_dir / "samples.txt").read_text() == (reference / "samples.txt").read_text()
+    tracks = sorted(p.name for p in (reference / "tracks").iterdir())
+    assert "out.b.bin" in tracks and sorted(p.name for p in (run_dir / "tracks").iterdir()) == tracks
+    for name in tracks:  # every record once, none missing, bit for bit
+        assert (run_dir / "tracks" / name).read_bytes() == (reference / "tracks" / name).read_bytes()
 
 
 def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path, small_text, reference, capsys):

@@ -75,6 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     guess.add_argument("--chars", type=int, default=800, help="characters to show")
     guess.set_defaults(func=cmd_guess)
 
+    plot = commands.add_parser(
+        "plot", help="draw tracked values and learning curves as PNG files",
+        description="Draw tracked values (one figure per name) of one or more runs. "
+        "Without names: the learning curve and every tracked value.",
+    )
+    plot.add_argument("items", nargs="+", metavar="DIR_OR_NAME", help="run directories, then names")
+    plot.add_argument("--names", nargs="+", metavar="LABEL", help="legend labels, one per run")
+    plot.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N records")
+    plot.add_argument("--crop", metavar="A:B", help="only steps A <= step < B")
+    plot.add_argument("--select", metavar="I,J", help="only these elements of a vector")
+    plot.add_argument("--diff", action="store_true", help="plot the change from record to record")
+    plot.add_argument("--out", help="PNG file (one figure) or folder (default: DIR/plots/)")
+    plot.add_argument("--show", action="store_true", help="also show the figures in a window")
+    plot.set_defaults(func=cmd_plot)
+
+    caesar = commands.add_parser(
+        "caesar", help="the first experiment: a logistic net learns the Caesar cipher",
+        description="Train the original's 26-100-26 logistic net to map each letter to the next.",
+    )
+    config.add_arguments(caesar, config.CaesarConfig)
+    caesar.add_argument("--run-dir", help="run directory (default: runs/caesar-<time>)")
+    caesar.add_argument("--compare", action="store_true",
+                        help="train with sgd, rmsprop and rmsprop-global from the same seed and plot them")
+    caesar.add_argument("--plots", help="folder for the --compare figures (default: DIR/plots)")
+    caesar.add_argument("--backend", choices=engine.BACKENDS, default="jax", help="execution backend")
+    caesar.set_defaults(func=cmd_caesar)
+
     inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run")
     inspect.add_argument("run_dir", metavar="DIR", help="run directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -169,6 +196,40 @@ def cmd_sample(args) -> None:
         snap.vocab, prime, args.length, np.random.default_rng(args.seed), args.temperature, args.top_k
     )
     print(prime + text)
+
+
+def cmd_caesar(args) -> None:
+    from longmem import caesar
+
+    cfg = config.CaesarConfig(**config.overrides(args, config.CaesarConfig))
+    if cfg.batch < 1 or cfg.passes < 1 or cfg.letters < 1 or cfg.track_every < 1:
+        raise UserError("--batch, --passes, --letters and --track-every must be at least 1")
+    run = RunDir(args.run_dir or Path("runs") / f"caesar-{time.strftime('%Y%m%d-%H%M%S')}")
+    mode = engine.configure(args.backend, "cpu")
+    if args.compare:
+        for path in caesar.compare(cfg, run, mode, Path(args.plots) if args.plots else run.plots):
+            print(path)
+        return
+    result = caesar.train(cfg, run, mode)
+    print(caesar.report(result, cfg))
+    print(f"run saved in {run.path}; plot the biases with: longmem plot {run.path} hidden.b --select 0,1,2")
+
+
+def cmd_plot(args) -> None:
+    from longmem import plot
+
+    runs = [RunDir(item) for item in args.items if RunDir(item).exists()]
+    names = args.items[len(runs) :]
+    if not runs or any(RunDir(n).exists() for n in names):
+        raise UserError("give the run directories first, then the names to plot")
+    labels = args.names or ([r.path.name for r in runs] if len(runs) > 1 else [""])
+    if len(labels) != len(runs):
+        raise UserError(f"--names gives {len(labels)} labels for {len(runs)} runs")
+    if args.smooth < 1:
+        raise UserError("--smooth must be at least 1")
+    opts = plot.Options(args.smooth, plot.parse_crop(args.crop), plot.parse_select(args.select), args.diff)
+    for path in plot.plot_runs(runs, labels, names, opts, Path(args.out) if args.out else None, args.show):
+        print(path)
 
 
 def params_digest(params: dict[str, np.ndarray]) -> str:

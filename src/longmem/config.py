@@ -26,7 +26,7 @@ class ModelConfig:
         "weights start uniform in [-s, s]; too large a scale (e.g. 2) reproduces "
         "the original's 'always the same letter' bug",
     )
-    dropout: float = opt(0.0, "dropout between stacked layers (0 = off)")
+    dropout: float = opt(0.0, "dropout on each layer's output, before the next layer and the softmax")
     vocab_size: int = 0  # set from the training text
 
 
@@ -68,8 +68,38 @@ class TrainConfig:
     checkpoint_every_steps: int = opt(500, "steps between checkpoints")
     checkpoint_every_seconds: float = opt(600.0, "seconds between checkpoints")
     keep: int = opt(2, "checkpoints kept on disk")
+    track: list[str] | None = opt(
+        None, "more values to record while training (see track.py), e.g. out.b lstm.0.f", nargs="+"
+    )
+    track_every: int = opt(10, "steps between records of tracked values")
+    track_max: int = opt(100, "at most this many elements kept of a tracked value")
     backend: str = opt("jax", "execution backend", choices=["jax", "c", "numba"])
     device: str = opt("cpu", "device (gpu needs JAX's CUDA build)", choices=["cpu", "gpu"])
+
+
+@dataclass
+class CaesarConfig:
+    """The original's first experiment: a 26-100-26 logistic net learns a Caesar cipher."""
+
+    text: str | None = opt(None, "UTF-8 file whose letters are the data (default: the built-in corpus)")
+    letters: int = opt(5000, "use the first N letters of the text")
+    hidden: int = opt(100, "logistic hidden units")
+    optimizer: str = opt("rmsprop", "update rule", choices=["sgd", "rmsprop", "rmsprop-global"])
+    lr: float | None = opt(None, "learning rate (default: 1 for sgd, 0.05 for the RMSprops)")
+    rho: float = opt(0.9, "RMSprop: decay of the running average of squared gradients")
+    eps: float = opt(1e-6, "RMSprop: added under the square root")
+    batch: int = opt(32, "letters per update (the original used 1 with SGD, 32 with RMSprop)")
+    passes: int = opt(200, "passes over the letters")
+    init_scale: float = opt(
+        0.1, "weights start uniform in [-s, s]; a large scale (e.g. 10) shows the original's bug"
+    )
+    seed: int = opt(0, "random seed")
+    track: list[str] | None = opt(None, "more values to record (default: hidden.b, out.b)", nargs="+")
+    track_every: int = opt(1, "steps between records of tracked values")
+    track_max: int = opt(100, "at most this many elements kept of a tracked value")
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1.0 if self.optimizer == "sgd" else 0.05)
 
 
 @dataclass
@@ -106,13 +136,13 @@ def add_arguments(parser: argparse.ArgumentParser, section: type) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = _field_type(f)
-        extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+        extra = {k: f.metadata[k] for k in ("choices", "nargs") if k in f.metadata}
         parser.add_argument(
             flag,
             dest=f.name,
             type=kind,
             default=None,
-            metavar=f.name.upper() if not extra else None,
+            metavar=None if "choices" in extra else f.name.upper(),
             help=f"{f.metadata['help']} (default: {f.default})",
             **extra,
         )

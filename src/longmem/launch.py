@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from longmem import checkpoint, engine
+from longmem import checkpoint, engine, track
 from longmem.batches import Streams
 from longmem.config import RunConfig
 from longmem.corpus import Vocab, split
@@ -16,14 +16,14 @@ from longmem.files import sha256
 from longmem.nets import NETS
 from longmem.rundir import RunDir
 from longmem.rundir import load as load_snapshot
-from longmem.train import Trainer, TrainState, new_state, run
+from longmem.train import Loop, Trainer, TrainState, new_state
 
 # What may change when a run is resumed; anything else would make it another run.
 RESUMABLE = {
     "optim": None,  # every optimizer field
     "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
               "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
-              "backend", "device"},
+              "track", "track_every", "backend", "device"},
 }
 
 
@@ -49,7 +49,7 @@ def _from_scratch(run_dir, cfg, vocab, splits, mode) -> TrainState:
     params = NETS[cfg.model.model].init_params(cfg.model, len(vocab), np.random.default_rng(cfg.train.seed))
     trainer = Trainer(cfg, params, mode)
     h = np.zeros((cfg.model.layers, cfg.train.batch, cfg.model.hidden), np.float32)
-    return run(run_dir, cfg, vocab, splits, trainer, new_state(cfg), h, h.copy())
+    return Loop(run_dir, cfg, vocab, splits, trainer).run(new_state(cfg), h, h.copy())
 
 
 def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
@@ -78,6 +78,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     step = state.step if state else 0
     _truncate(run_dir.metrics, state.metrics_bytes if state else 0)
     _truncate(run_dir.samples, state.samples_bytes if state else 0)
+    track.Writer(run_dir.tracks, cfg.train.track_max).truncate(state.track_bytes if state else {})
     if applied:
         info.setdefault("resumes", []).append({"step": step, "changes": applied})
         info["config"] = cfg.to_dict()
@@ -88,7 +89,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     trainer = Trainer(cfg, snap.params, mode)
     trainer.restore_optim(snap.optim)
     print(f"longmem: resuming {run_dir.path} at step {step} from {snap.path.name}", file=sys.stderr)
-    return run(run_dir, cfg, vocab, splits, trainer, state, snap.state["h"], snap.state["c"])
+    return Loop(run_dir, cfg, vocab, splits, trainer).run(state, snap.state["h"], snap.state["c"])
 
 
 def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:

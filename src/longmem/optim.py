@@ -9,7 +9,10 @@ find and name it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 
 from longmem.engine import shared
@@ -87,3 +90,35 @@ def build(name: str, params, grads, lr, cfg) -> Updates:
     if name == "adam":
         return adam(params, grads, lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+@dataclass
+class Minimize:
+    """The updates that minimize a loss, and what a step can report about itself."""
+
+    updates: Updates
+    state: dict  # optimizer state variables by name
+    sources: dict  # trackable symbolic values by name (see track.py)
+
+
+def minimize(loss, params: dict, lr, cfg) -> Minimize:
+    """Gradients, global-norm clipping and the optimizer of an OptimConfig.
+
+    `sources` holds the loss, lr, gradient and update norms, and for each
+    parameter NAME its value after the step (NAME), its gradient before
+    clipping (NAME.grad) and the change the step made (NAME.update), plus the
+    optimizer's state after the step.
+    """
+    names = list(params)
+    raw = pytensor.grad(loss, [params[k] for k in names])
+    grads, grad_norm = clip_by_norm(raw, cfg.clip)
+    updates = build(cfg.optimizer, [params[k] for k in names], grads, lr, cfg)
+    new = {var.name: value for var, value in updates}
+    deltas = {k: new[k] - params[k] for k in names}
+    sources = {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+    sources["update_norm"] = pt.sqrt(sum((d * d).sum() for d in deltas.values()))
+    for k, g in zip(names, raw):
+        sources |= {k: new[k], f"{k}.grad": g, f"{k}.update": deltas[k]}
+    state = {var.name: var for var, _ in updates if var.name not in params}
+    sources |= {name: new[name] for name in state}
+    return Minimize(updates, state, sources)

@@ -5,6 +5,7 @@
     checkpoint/     the newest complete checkpoints
     metrics.jsonl   one JSON object per logged step
     samples.txt     text sampled during training
+    tracks/         values recorded inside the network (see track.py)
     plots/          figures written by `longmem plot`
 """
 
@@ -34,6 +35,7 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.samples = self.path / "samples.txt"
         self.plots = self.path / "plots"
+        self.tracks = self.path / "tracks"
 
     def exists(self) -> bool:
         return self.config.is_file()

@@ -15,11 +15,10 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from longmem import checkpoint, engine, optim
+from longmem import checkpoint, engine, optim, track
 from longmem.batches import Cursor, Streams
 from longmem.config import RunConfig
 from longmem.corpus import Vocab
@@ -44,6 +43,7 @@ class TrainState:
     rng: dict = field(default_factory=dict)  # NumPy bit-generator state (dropout)
     metrics_bytes: int = 0  # length of metrics.jsonl at this step
     samples_bytes: int = 0
+    track_bytes: dict = field(default_factory=dict)  # length of each tracks/*.bin
 
     def to_meta(self) -> dict:
         return asdict(self)
@@ -54,16 +54,21 @@ class TrainState:
 
 
 class Trainer:
-    """The network's shared variables and its compiled training step."""
+    """The network's shared variables and its compiled training step.
+
+    step_fn(x, y, h0, c0, lr, *masks) -> (h, c, *tracked values), where the
+    tracked values are those named in `self.tracked` (the defaults first).
+    """
 
     def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
         self.cfg, self.mode = cfg, mode
         self.params = engine.share_all(params)
         self.predictor = Predictor(self.params, cfg.model, mode)
+        self.tracked = list(dict.fromkeys([*track.DEFAULTS, *(cfg.train.track or [])]))
         self.step_fn, self.optim_state = self._compile_step()
 
     def _compile_step(self):
-        m, o, t = self.cfg.model, self.cfg.optim, self.cfg.train
+        m, t = self.cfg.model, self.cfg.train
         T, B, L, H = t.seq, t.batch, m.layers, m.hidden
         x = pt.tensor("x", dtype="int32", shape=(T, B))
         y = pt.tensor("y", dtype="int32", shape=(T, B))
@@ -74,19 +79,16 @@ class Trainer:
         net = NETS[m.model]
         fw = net.forward(self.params, x, h0, c0, masks or None)
         loss = -net.log_probs(fw.logits, y).mean()
-        names = list(self.params)
-        grads = pytensor.grad(loss, [self.params[k] for k in names])
-        grads, grad_norm = optim.clip_by_norm(grads, o.clip)
-        updates = optim.build(o.optimizer, [self.params[k] for k in names], grads, lr, o)
-        state = {var.name: var for var, _ in updates if var.name not in self.params}
+        step = optim.minimize(loss, self.params, lr, self.cfg.optim)
+        tracked = track.resolve(self.tracked, step.sources | fw.internals)
         fn = engine.compile_function(
-            [x, y, h0, c0, lr, *masks], [loss, grad_norm, fw.h, fw.c], self.mode, updates, "train_step"
+            [x, y, h0, c0, lr, *masks], [fw.h, fw.c, *tracked.values()], self.mode, step.updates,
+            "train_step",
         )
-        return fn, state
-
+        return fn, step.state
     @property
     def n_masks(self) -> int:
-        return self.cfg.model.layers - 1 if self.cfg.model.dropout > 0 else 0
+        return self.cfg.model.layers if self.cfg.model.dropout > 0 else 0
 
     def dropout_masks(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Inverted-dropout multipliers, drawn on the host so the run is reproducible."""
@@ -133,120 +135,118 @@ def new_state(cfg: RunConfig) -> TrainState:
     return TrainState(rng=np.random.default_rng(cfg.train.seed + 1).bit_generator.state)
 
 
-def run(
-    run_dir: RunDir,
-    cfg: RunConfig,
-    vocab: Vocab,
-    splits: dict[str, np.ndarray],
-    trainer: Trainer,
-    state: TrainState,
-    h: np.ndarray,
-    c: np.ndarray,
-) -> TrainState:
-    """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end."""
-    t = cfg.train
-    streams = Streams(splits["train"], t.batch, t.seq)
-    goal = t.steps if t.steps is not None else (None if t.minutes else DEFAULT_STEPS)
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state.rng
-    last_save, start, tick = time.monotonic(), time.monotonic(), time.monotonic()
-    bar = tqdm(total=goal, initial=state.step, unit="step", file=sys.stderr, dynamic_ncols=True)
-    with StopFlag() as stop, bar:
-        while not _done(state, t, goal) and stop.signal is None:
-            x, y = streams.window(state.cursor.window)
-            lr = trainer.lr(state.step)
-            loss, grad_norm, h, c = trainer.step_fn(x, y, h, c, np.float32(lr), *trainer.dropout_masks(rng))
-            loss, grad_norm = float(loss), float(grad_norm)
-            _check_finite(state, loss, grad_norm, run_dir)
-            now = time.monotonic()
-            state.elapsed += now - tick
-            tick = now
-            state.step += 1
-            state.loss_sum += loss
-            state.loss_count += 1
-            state.first_loss = state.first_loss if state.first_loss is not None else loss
-            if streams.advance(state.cursor):
-                h, c = np.zeros_like(h), np.zeros_like(c)
-            final = _done(state, t, goal)
-            if state.step % t.log_every == 0 or state.step % t.eval_every == 0 or final:
-                _log(run_dir, cfg, trainer, splits, state, lr, grad_norm, streams, bar, final)
-            if t.sample_every and state.step % t.sample_every == 0:
-                _write_sample(run_dir, cfg, vocab, trainer, splits, state)
-            if state.step % t.checkpoint_every_steps == 0 or time.monotonic() - last_save > t.checkpoint_every_seconds:
-                save(run_dir, cfg, vocab, trainer, state, rng, h, c)
-                last_save = tick = time.monotonic()
-            bar.update(1)
-        save(run_dir, cfg, vocab, trainer, state, rng, h, c)
-    if stop.signal is not None:
-        print(
-            f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
-            f"checkpoint saved. Continue with: longmem train --resume {run_dir.path}",
-            file=sys.stderr,
+class Loop:
+    """One run's training: step, log, evaluate, sample, track, checkpoint, stop."""
+
+    def __init__(self, run_dir: RunDir, cfg: RunConfig, vocab: Vocab, splits: dict, trainer: Trainer):
+        self.run_dir, self.cfg, self.vocab, self.splits, self.trainer = run_dir, cfg, vocab, splits, trainer
+        self.streams = Streams(splits["train"], cfg.train.batch, cfg.train.seq)
+        self.tracks = track.Writer(run_dir.tracks, cfg.train.track_max)
+        t = cfg.train
+        self.goal = t.steps if t.steps is not None else (None if t.minutes else DEFAULT_STEPS)
+
+    def run(self, state: TrainState, h: np.ndarray, c: np.ndarray) -> TrainState:
+        """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end."""
+        t, trainer = self.cfg.train, self.trainer
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng
+        last_save = tick = time.monotonic()
+        bar = tqdm(total=self.goal, initial=state.step, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar = bar
+        with StopFlag() as stop, bar:
+            while not self.done(state) and stop.signal is None:
+                x, y = self.streams.window(state.cursor.window)
+                lr = np.float32(trainer.lr(state.step))
+                h, c, *values = trainer.step_fn(x, y, h, c, lr, *trainer.dropout_masks(rng))
+                loss, grad_norm = float(values[0]), float(values[2])
+                self.check_finite(state, loss, grad_norm)
+                now = time.monotonic()
+                state.elapsed, tick = state.elapsed + now - tick, now
+                state.step += 1
+                state.loss_sum += loss
+                state.loss_count += 1
+                if state.first_loss is None:
+                    state.first_loss = loss
+                if self.streams.advance(state.cursor):  # a new pass: start from a blank state
+                    h, c = np.zeros_like(h), np.zeros_like(c)
+                self.after_step(state, float(lr), grad_norm, values)
+                if state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds:
+                    self.save(state, rng, h, c)
+                    last_save = tick = time.monotonic()
+                bar.update(1)
+            self.save(state, rng, h, c)
+        if stop.signal is not None:
+            print(
+                f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
+                f"checkpoint saved. Continue with: longmem train --resume {self.run_dir.path}",
+                file=sys.stderr,
+            )
+        return state
+
+    def done(self, state: TrainState) -> bool:
+        if self.goal is not None and state.step >= self.goal:
+            return True
+        return self.cfg.train.minutes is not None and state.elapsed >= self.cfg.train.minutes * 60
+
+    def after_step(self, state: TrainState, lr: float, grad_norm: float, values: list) -> None:
+        t = self.cfg.train
+        if state.step % t.track_every == 0:
+            self.tracks.append(state.step, dict(zip(self.trainer.tracked, values)))
+            state.track_bytes = self.tracks.sizes()
+        final = self.done(state)
+        if state.step % t.log_every == 0 or state.step % t.eval_every == 0 or final:
+            self.log(state, lr, grad_norm, evaluate=state.step % t.eval_every == 0 or final)
+        if t.sample_every and state.step % t.sample_every == 0:
+            self.write_sample(state)
+
+    def check_finite(self, state: TrainState, loss: float, grad_norm: float) -> None:
+        """Stop a run whose loss went NaN or exploded; its last checkpoint is left as it was."""
+        exploded = state.first_loss is not None and loss > 3 * state.first_loss
+        if math.isfinite(loss) and math.isfinite(grad_norm) and not exploded:
+            return
+        saved = checkpoint.checkpoints(self.run_dir.checkpoints)
+        kept = f"the last good checkpoint ({saved[-1].name}) is kept" if saved else "no checkpoint was written"
+        what = "exploded" if math.isfinite(loss) else "became NaN or infinite"
+        raise UserError(
+            f"training loss {what} at step {state.step + 1} (loss {loss:.4g}, gradient norm "
+            f"{grad_norm:.4g}); stopped, {kept}; try a lower --lr or --clip"
         )
-    return state
 
-
-def _done(state: TrainState, t, goal: int | None) -> bool:
-    if goal is not None and state.step >= goal:
-        return True
-    return t.minutes is not None and state.elapsed >= t.minutes * 60
-
-
-def _check_finite(state: TrainState, loss: float, grad_norm: float, run_dir: RunDir) -> None:
-    """Stop a run whose loss went NaN or exploded; its last checkpoint is left as it was."""
-    exploded = state.first_loss is not None and loss > 3 * state.first_loss
-    if math.isfinite(loss) and math.isfinite(grad_norm) and not exploded:
-        return
-    saved = checkpoint.checkpoints(run_dir.checkpoints)
-    kept = f"the last good checkpoint ({saved[-1].name}) is kept" if saved else "no checkpoint was written"
-    what = "exploded" if math.isfinite(loss) else "became NaN or infinite"
-    raise UserError(
-        f"training loss {what} at step {state.step + 1} (loss {loss:.4g}, gradient norm "
-        f"{grad_norm:.4g}); stopped, {kept}; try a lower --lr or --clip"
-    )
-
-
-def _log(run_dir, cfg, trainer, splits, state, lr, grad_norm, streams, bar, final) -> None:
-    loss = state.loss_sum / max(1, state.loss_count)
-    record = {
-        "step": state.step,
-        "epoch": state.cursor.epoch,
-        "loss": loss,
-        "bpc": loss / math.log(2),
-        "lr": lr,
-        "grad_norm": grad_norm,
-    }
-    if state.step % cfg.train.eval_every == 0 or final:
-        val = splits["val"][: cfg.train.eval_chars]
-        if len(val) >= 2:
-            result = trainer.predictor.evaluate(val, cfg.train.batch, cfg.train.seq)
+    def log(self, state: TrainState, lr: float, grad_norm: float, evaluate: bool) -> None:
+        """One line of metrics.jsonl: the mean training loss since the last line."""
+        t = self.cfg.train
+        loss = state.loss_sum / max(1, state.loss_count)
+        record = {"step": state.step, "epoch": state.cursor.epoch, "loss": loss,
+                  "bpc": loss / math.log(2), "lr": lr, "grad_norm": grad_norm}
+        val = self.splits["val"][: t.eval_chars]
+        if evaluate and len(val) >= 2:
+            result = self.trainer.predictor.evaluate(val, t.batch, t.seq)
             record |= {"val_bpc": result.bpc, "val_accuracy": result.accuracy}
-    record |= {
-        "chars_per_s": state.step * streams.chars_per_window / max(state.elapsed, 1e-9),
-        "elapsed": state.elapsed,
-    }
-    state.loss_sum, state.loss_count = 0.0, 0
-    with run_dir.metrics.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        state.metrics_bytes = f.tell()
-    shown = {"bpc": f"{record['bpc']:.3f}", "chars/s": f"{record['chars_per_s']:.0f}"}
-    if "val_bpc" in record:
-        shown["val"] = f"{record['val_bpc']:.3f}"
-    bar.set_postfix(shown, refresh=False)
+        record |= {
+            "chars_per_s": state.step * self.streams.chars_per_window / max(state.elapsed, 1e-9),
+            "elapsed": state.elapsed,
+        }
+        state.loss_sum, state.loss_count = 0.0, 0
+        with self.run_dir.metrics.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            state.metrics_bytes = f.tell()
+        shown = {"bpc": f"{record['bpc']:.3f}", "chars/s": f"{record['chars_per_s']:.0f}"}
+        if "val_bpc" in record:
+            shown["val"] = f"{record['val_bpc']:.3f}"
+        self.bar.set_postfix(shown, refresh=False)
 
+    def write_sample(self, state: TrainState) -> None:
+        """A short sample, primed with the start of the validation text, seeded by the step."""
+        val = self.splits["val"]
+        prime = self.vocab.decode(val[:1]) if len(val) else self.vocab.chars[0]
+        rng = np.random.default_rng([self.cfg.train.seed, state.step])
+        text = self.trainer.predictor.generate(self.vocab, prime, self.cfg.train.sample_length, rng)
+        with self.run_dir.samples.open("a") as f:
+            f.write(f"--- step {state.step} ---\n{prime}{text}\n")
+            state.samples_bytes = f.tell()
 
-def _write_sample(run_dir, cfg, vocab, trainer, splits, state) -> None:
-    """A short sample, primed with the start of the validation text, seeded by the step."""
-    prime = vocab.decode(splits["val"][:1]) if len(splits["val"]) else vocab.chars[0]
-    rng = np.random.default_rng([cfg.train.seed, state.step])
-    text = trainer.predictor.generate(vocab, prime, cfg.train.sample_length, rng)
-    with run_dir.samples.open("a") as f:
-        f.write(f"--- step {state.step} ---\n{prime}{text}\n")
-        state.samples_bytes = f.tell()
-
-
-def save(run_dir, cfg, vocab, trainer, state, rng, h, c):
-    state.rng = rng.bit_generator.state
-    meta = {"config": cfg.to_dict(), "vocab": vocab.chars, "state": state.to_meta()}
-    arrays = trainer.arrays({"h": engine.to_numpy(h), "c": engine.to_numpy(c)})
-    return checkpoint.save(run_dir.checkpoints, state.step, arrays, meta, cfg.train.keep)
+    def save(self, state: TrainState, rng, h, c):
+        state.rng = rng.bit_generator.state
+        meta = {"config": self.cfg.to_dict(), "vocab": self.vocab.chars, "state": state.to_meta()}
+        arrays = self.trainer.arrays({"h": engine.to_numpy(h), "c": engine.to_numpy(c)})
+        return checkpoint.save(self.run_dir.checkpoints, state.step, arrays, meta, self.cfg.train.keep)

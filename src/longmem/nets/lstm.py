@@ -109,15 +109,20 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
     )
 
 
-def layer(xp, h0, c0, Wh, T: int, B: int):
-    """Run one layer over a window: xp (T, B, 4H), h0 and c0 (B, H) -> hs, cs (T, B, H).
+GATES = ("i", "f", "o", "g")  # input, forget, output gates and the candidate cell value
 
-    T and B are given because JAX needs static shapes, which do not always
-    survive the graph's operations.
+
+def layer(xp, h0, c0, Wh, T: int, B: int):
+    """Run one layer over a window: xp (T, B, 4H), h0 and c0 (B, H) -> hs, cs, gates.
+
+    hs, cs and each of the four gate activations are (T, B, H). T and B are
+    given because JAX needs static shapes, which do not always survive the
+    graph's operations.
     """
     H = Wh.type.shape[0]
-    hs, cs, *_ = _layer_op(T, B, H)(pt.specify_shape(xp, (T, B, 4 * H)), h0, c0, Wh)
-    return pt.specify_shape(hs, (T, B, H)), pt.specify_shape(cs, (T, B, H))
+    hs, cs, *gates = _layer_op(T, B, H)(pt.specify_shape(xp, (T, B, 4 * H)), h0, c0, Wh)
+    hs, cs, *gates = (pt.specify_shape(v, (T, B, H)) for v in (hs, cs, *gates))
+    return hs, cs, dict(zip(GATES, gates))
 
 
 @dataclass
@@ -125,33 +130,30 @@ class Forward:
     logits: pt.TensorVariable  # (T, B, V)
     h: pt.TensorVariable  # (L, B, H) state after the window
     c: pt.TensorVariable  # (L, B, H)
-    hidden: list  # per layer, (T, B, H)
+    internals: dict  # per layer, `lstm.l.h`, `.c` and the gates `.i .f .o .g`, averaged to (H,)
 
 
 def forward(params: dict, x, h0, c0, masks=None) -> Forward:
     """Logits for every position of a window x (T, B) of codes.
 
     h0, c0: (L, B, H) states carried from the previous window. masks: for
-    dropout, one (T, B, H) multiplier per boundary between layers, or None.
+    dropout, one (T, B, H) multiplier for the output of each layer (applied
+    before the next layer and before the softmax, as char-rnn does), or None.
     """
     layers = sum(1 for name in params if name.endswith(".Wh"))
     T, B = x.type.shape
-    inp, hs_all, h_last, c_last = None, [], [], []
+    inp, internals, h_last, c_last = None, {}, [], []
     for i in range(layers):
         Wx, Wh, b = (params[f"lstm.{i}.{key}"] for key in ("Wx", "Wh", "b"))
-        if i == 0:
-            xp = Wx[x] + b  # embedding lookup: (T, B, 4H)
-        else:
-            if masks is not None:
-                inp = inp * masks[i - 1]
-            xp = inp @ Wx + b
-        hs, cs = layer(xp, h0[i], c0[i], Wh, T, B)
-        hs_all.append(hs)
+        xp = Wx[x] + b if i == 0 else inp @ Wx + b  # (T, B, 4H); embedding lookup first
+        hs, cs, gates = layer(xp, h0[i], c0[i], Wh, T, B)
+        for key, value in {"h": hs, "c": cs, **gates}.items():
+            internals[f"lstm.{i}.{key}"] = value.mean(axis=(0, 1))  # over the window and batch
         h_last.append(hs[-1])
         c_last.append(cs[-1])
-        inp = hs
+        inp = hs if masks is None else hs * masks[i]
     logits = inp @ params["out.W"] + params["out.b"]
-    return Forward(logits, pt.stack(h_last), pt.stack(c_last), hs_all)
+    return Forward(logits, pt.stack(h_last), pt.stack(c_last), internals)
 
 
 def log_probs(logits, y):

@@ -1,0 +1,213 @@
+"""Figures of tracked values and learning curves, written as PNG files.
+
+The transformations (`--select`, `--crop`, `--diff`, `--smooth`) are plain
+NumPy on (steps, values) arrays, applied in that order, so they can be
+tested without looking at pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longmem import track
+from longmem.errors import UserError
+from longmem.rundir import RunDir
+
+
+@dataclass
+class Curve:
+    label: str
+    steps: np.ndarray  # (n,)
+    values: np.ndarray  # (n, k): k lines
+    elements: list | None = None  # which element each line shows, for the legend
+
+    def line_labels(self) -> list[str]:
+        k = self.values.shape[1]
+        if k == 1 and self.elements is None:
+            return [self.label]
+        elements = self.elements if self.elements is not None else list(range(k))
+        return [f"{self.label}[{e}]".strip() for e in elements]
+
+
+def parse_crop(text: str | None) -> tuple[int | None, int | None]:
+    """"A:B" -> steps A <= step < B; either side may be empty."""
+    if not text:
+        return None, None
+    try:
+        a, b = text.split(":")
+        return (int(a) if a.strip() else None), (int(b) if b.strip() else None)
+    except ValueError:
+        raise UserError(f"--crop takes A:B (steps), not {text!r}") from None
+
+
+def parse_select(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(i) for i in text.split(",")]
+    except ValueError:
+        raise UserError(f"--select takes element numbers like 0,3,7, not {text!r}") from None
+
+
+def transform(steps, values, select=None, crop=(None, None), diff=False, smooth=1):
+    """Apply --select, --crop, --diff and --smooth; returns steps (n,) and values (n, k).
+
+    select: element numbers of the flattened value. crop: keep steps in
+    [A, B). diff: the change from one record to the next. smooth: moving
+    average over N records (only whole windows, so the first N-1 go).
+    """
+    steps = np.asarray(steps)
+    values = np.asarray(values, dtype=np.float64).reshape(len(steps), -1)
+    if select is not None:
+        bad = [i for i in select if not -values.shape[1] <= i < values.shape[1]]
+        if bad:
+            raise UserError(f"--select {bad[0]}: the value has {values.shape[1]} elements")
+        values = values[:, select]
+    lo, hi = crop
+    keep = np.ones(len(steps), bool)
+    if lo is not None:
+        keep &= steps >= lo
+    if hi is not None:
+        keep &= steps < hi
+    steps, values = steps[keep], values[keep]
+    if diff:
+        steps, values = steps[1:], np.diff(values, axis=0)
+    if smooth > 1:
+        if len(steps) < smooth:
+            return steps[:0], values[:0]
+        kernel = np.ones(smooth) / smooth
+        values = np.stack([np.convolve(v, kernel, mode="valid") for v in values.T], axis=1)
+        steps = steps[smooth - 1 :]
+    return steps, values
+
+
+def learning_curves(run: RunDir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Training and validation bpc from metrics.jsonl (a torn last line is skipped)."""
+    if not run.metrics.exists():
+        raise UserError(f"{run.path}: no metrics.jsonl yet")
+    rows = []
+    for line in run.metrics.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    curves = {}
+    for key in ("bpc", "val_bpc"):
+        kept = [r for r in rows if key in r]
+        curves[key] = (np.array([r["step"] for r in kept]), np.array([r[key] for r in kept]))
+    return curves
+
+
+def series(run: RunDir, name: str) -> tuple[np.ndarray, np.ndarray, list | None]:
+    s = track.load(run.tracks, name)
+    if len(s.steps) == 0:
+        raise UserError(f"track {name!r} of {run.path} has no records yet")
+    return s.steps, s.values, s.indices
+
+
+@dataclass
+class Panel:
+    title: str
+    ylabel: str
+    curves: list
+    xlabel: str = "step"
+
+
+def figure(panels: list[Panel], path: Path, title: str | None = None, share_y: bool = False,
+           show: bool = False) -> Path:
+    """Draw panels side by side, each with curves against the step, and save a PNG."""
+    import matplotlib
+
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 if len(panels) == 1 else 4.5 * len(panels), 4.5),
+                             sharey=share_y, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        labels = [label for curve in panel.curves for label in curve.line_labels()]
+        for curve in panel.curves:
+            marker = "." if len(curve.steps) <= 30 else None
+            for j, label in enumerate(curve.line_labels()):
+                ax.plot(curve.steps, curve.values[:, j], label=label or None, lw=1.2, marker=marker)
+        ax.set_title(panel.title)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(alpha=0.3)
+        if len(labels) <= 12 and any(labels):
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    if show:
+        plt.show()
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class Options:
+    smooth: int = 1
+    crop: tuple = (None, None)
+    select: list | None = None
+    diff: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.select is not None:
+            parts.append("elements " + ",".join(map(str, self.select)))
+        if self.crop != (None, None):
+            parts.append("steps {}:{}".format(*("" if v is None else v for v in self.crop)))
+        if self.diff:
+            parts.append("change per record")
+        if self.smooth > 1:
+            parts.append(f"moving average of {self.smooth}")
+        return f" ({'; '.join(parts)})" if parts else ""
+
+
+LEARNING_CURVE = "learning-curve"
+
+
+def plot_runs(runs: list[RunDir], labels: list[str], names: list[str], opts: Options,
+              out: Path | None = None, show: bool = False) -> list[Path]:
+    """One PNG per name (all tracked names and the learning curve when none are given)."""
+    if not names:
+        names = [LEARNING_CURVE] + track.available(runs[0].tracks)
+    figures = []
+    for name in names:
+        if name == LEARNING_CURVE:
+            curves = []
+            for run, label in zip(runs, labels):
+                for key, (steps, values) in learning_curves(run).items():
+                    s, v = transform(steps, values, crop=opts.crop, smooth=opts.smooth)
+                    text = "training" if key == "bpc" else "validation"
+                    curves.append(Curve(f"{label} {text}".strip(), s, v))
+            title, ylabel = "learning curve", "bits per character"
+        else:
+            curves = []
+            for run, label in zip(runs, labels):
+                steps, values, indices = series(run, name)
+                s, v = transform(steps, values, opts.select, opts.crop, opts.diff, opts.smooth)
+                shown = indices if indices is not None else None
+                if opts.select is not None:
+                    shown = [(shown[i] if shown is not None else i) for i in opts.select]
+                curves.append(Curve(label, s, v, shown if values[0].size > 1 else None))
+            title, ylabel = name, name + (" change" if opts.diff else "")
+        target = _target(runs[0], name, out, len(names))
+        figures.append(figure([Panel(title + opts.describe(), ylabel, curves)], target, show=show))
+    return figures
+
+
+def _target(run: RunDir, name: str, out: Path | None, count: int) -> Path:
+    stem = track.file_stem(name) + ".png"
+    if out is None:
+        return run.plots / stem
+    if count == 1 and out.suffix.lower() == ".png":
+        return out
+    return out / stem
