@@ -14,7 +14,7 @@ from longmem import engine
 from longmem.config import ModelConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
-from longmem.nets import lstm
+from longmem.nets import NETS
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Predictor:
 
     def __init__(self, params: dict, cfg: ModelConfig, mode: str):
         self.params, self.cfg, self.mode = params, cfg, mode
+        self.net = NETS[cfg.model]
         self._windows: dict[tuple[int, int], object] = {}
         self._step = None
 
@@ -52,8 +53,8 @@ class Predictor:
         if (T, B) not in self._windows:
             x, h0, c0 = self._symbols(T, B)
             y = pt.tensor("y", dtype="int32", shape=(T, B))
-            fw = lstm.forward(self.params, x, h0, c0)
-            outputs = [lstm.log_probs(fw.logits, y), fw.logits.argmax(axis=-1), fw.h, fw.c]
+            fw = self.net.forward(self.params, x, h0, c0)
+            outputs = [self.net.log_probs(fw.logits, y), fw.logits.argmax(axis=-1), fw.h, fw.c]
             self._windows[T, B] = engine.compile_function([x, y, h0, c0], outputs, self.mode)
         return self._windows[T, B]
 
@@ -61,7 +62,7 @@ class Predictor:
         """(x (1, 1), h0, c0) -> (logits (V,), h, c): one character at a time."""
         if self._step is None:
             x, h0, c0 = self._symbols(1, 1)
-            fw = lstm.forward(self.params, x, h0, c0)
+            fw = self.net.forward(self.params, x, h0, c0)
             self._step = engine.compile_function([x, h0, c0], [fw.logits[0, 0], fw.h, fw.c], self.mode)
         return self._step
 

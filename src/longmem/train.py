@@ -158,7 +158,8 @@ class Loop:
                 x, y = self.streams.window(state.cursor.window)
                 lr = np.float32(trainer.lr(state.step))
                 h, c, *values = trainer.step_fn(x, y, h, c, lr, *trainer.dropout_masks(rng))
-                loss, grad_norm = float(values[0]), float(values[2])
+                values = dict(zip(trainer.tracked, values))
+                loss, grad_norm = float(values["loss"]), float(values["grad_norm"])
                 self.check_finite(state, loss, grad_norm)
                 now = time.monotonic()
                 state.elapsed, tick = state.elapsed + now - tick, now
@@ -188,10 +189,10 @@ class Loop:
             return True
         return self.cfg.train.minutes is not None and state.elapsed >= self.cfg.train.minutes * 60
 
-    def after_step(self, state: TrainState, lr: float, grad_norm: float, values: list) -> None:
+    def after_step(self, state: TrainState, lr: float, grad_norm: float, values: dict) -> None:
         t = self.cfg.train
         if state.step % t.track_every == 0:
-            self.tracks.append(state.step, dict(zip(self.trainer.tracked, values)))
+            self.tracks.append(state.step, values)
             state.track_bytes = self.tracks.sizes()
         final = self.done(state)
         if state.step % t.log_every == 0 or state.step % t.eval_every == 0 or final:
@@ -230,9 +231,11 @@ class Loop:
         with self.run_dir.metrics.open("a") as f:
             f.write(json.dumps(record) + "\n")
             state.metrics_bytes = f.tell()
-        shown = {"bpc": f"{record['bpc']:.3f}", "chars/s": f"{record['chars_per_s']:.0f}"}
+        shown = {"loss": f"{loss:.3f}", "bpc": f"{record['bpc']:.3f}", "chars/s": f"{record['chars_per_s']:.0f}"}
         if "val_bpc" in record:
             shown["val"] = f"{record['val_bpc']:.3f}"
+        if self.goal is None:  # a --minutes run: the bar cannot estimate the time left
+            shown["left"] = f"{max(0.0, t.minutes * 60 - state.elapsed) / 60:.1f}min"
         self.bar.set_postfix(shown, refresh=False)
 
     def write_sample(self, state: TrainState) -> None:
