@@ -103,7 +103,7 @@ def test_resume_refuses_a_new_shape_and_records_a_new_lr(trained, capsys):
     code, _, err = run_cli(capsys, "train", "--resume", trained, "--steps", 25, "--lr", 0.001)
     assert code == 0, err
     config = json.loads((trained / "config.json").read_text())
-    assert config["resumes"] == [{"step": 20, "changes": {"optim.lr": [0.002, 0.001], "train.steps": [20, 25]}}]
+    assert config["resumes"] == [{"step": 20, "changes": {"optim.lr": [0.005, 0.001], "train.steps": [20, 25]}}]
     assert config["config"]["optim"]["lr"] == 0.001
 
 

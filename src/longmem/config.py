@@ -35,7 +35,7 @@ class OptimConfig:
     optimizer: str = opt(
         "rmsprop", "update rule", choices=["sgd", "rmsprop", "rmsprop-global", "adam"]
     )
-    lr: float = opt(2e-3, "learning rate")
+    lr: float = opt(5e-3, "learning rate")
     lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
     lr_decay_every: int = opt(1000, "steps between learning-rate decays")
     rho: float = opt(0.95, "RMSprop: decay of the running average of squared gradients")

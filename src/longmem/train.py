@@ -156,8 +156,8 @@ class Loop:
         with StopFlag() as stop, bar:
             while not self.done(state) and stop.signal is None:
                 x, y = self.streams.window(state.cursor.window)
-                lr = np.float32(trainer.lr(state.step))
-                h, c, *values = trainer.step_fn(x, y, h, c, lr, *trainer.dropout_masks(rng))
+                lr = trainer.lr(state.step)
+                h, c, *values = trainer.step_fn(x, y, h, c, np.float32(lr), *trainer.dropout_masks(rng))
                 values = dict(zip(trainer.tracked, values))
                 loss, grad_norm = float(values["loss"]), float(values["grad_norm"])
                 self.check_finite(state, loss, grad_norm)
@@ -170,7 +170,7 @@ class Loop:
                     state.first_loss = loss
                 if self.streams.advance(state.cursor):  # a new pass: start from a blank state
                     h, c = np.zeros_like(h), np.zeros_like(c)
-                self.after_step(state, float(lr), grad_norm, values)
+                self.after_step(state, lr, grad_norm, values)
                 if state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds:
                     self.save(state, rng, h, c)
                     last_save = tick = time.monotonic()
