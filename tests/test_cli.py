@@ -155,3 +155,4 @@ def test_exploding_loss_stops_with_a_clear_message(tmp_path, small_text, capsys)
                            "--optimizer", "sgd", "--lr", 1e6, "--clip", 0, "--init-scale", 1, *TINY)
     assert code == 1
     assert "training loss" in err and "lower --lr" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()[-1]) > 0 and err.strip().splitlines()[-1].startswith("longmem: error:")

@@ -207,10 +207,15 @@ class Loop:
             return
         saved = checkpoint.checkpoints(self.run_dir.checkpoints)
         kept = f"the last good checkpoint ({saved[-1].name}) is kept" if saved else "no checkpoint was written"
-        what = "exploded" if math.isfinite(loss) else "became NaN or infinite"
+        if not math.isfinite(loss):
+            what = "the training loss became NaN or infinite"
+        elif not math.isfinite(grad_norm):
+            what = "the gradient overflowed"
+        else:
+            what = "the training loss exploded"
         raise UserError(
-            f"training loss {what} at step {state.step + 1} (loss {loss:.4g}, gradient norm "
-            f"{grad_norm:.4g}); stopped, {kept}; try a lower --lr or --clip"
+            f"{what} at step {state.step + 1} (loss {loss:.4g}, gradient norm {grad_norm:.4g}); "
+            f"stopped, {kept}; try a lower --lr, --clip or --init-scale"
         )
 
     def log(self, state: TrainState, lr: float, grad_norm: float, evaluate: bool) -> None:
