@@ -156,3 +156,10 @@ def test_exploding_loss_stops_with_a_clear_message(tmp_path, small_text, capsys)
     assert code == 1
     assert "training loss" in err and "lower --lr" in err and "Traceback" not in err
     assert len(err.strip().splitlines()[-1]) > 0 and err.strip().splitlines()[-1].startswith("longmem: error:")
+
+
+@pytest.mark.parametrize("flag, value", [("--log-every", 0), ("--batch", 0), ("--dropout", 1.5), ("--lr", -1)])
+def test_impossible_settings_are_refused(tmp_path, small_text, capsys, flag, value):
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", tmp_path / "r", flag, value)
+    _one_line_error(code, err, flag)
+    assert not (tmp_path / "r").exists()

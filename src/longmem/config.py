@@ -122,6 +122,30 @@ class RunConfig:
         )
 
 
+# Fields that must be at least 1 (0 would divide by zero or mean nothing).
+POSITIVE = ("layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
+            "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Refuse values that cannot work, with the flag's name."""
+    from longmem.errors import UserError
+
+    for section in (cfg.model, cfg.optim, cfg.data, cfg.train):
+        for name in POSITIVE:
+            if hasattr(section, name) and getattr(section, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= cfg.model.dropout < 1:
+        raise UserError("--dropout must be in [0, 1)")
+    if cfg.optim.lr <= 0:
+        raise UserError("--lr must be above 0")
+    for name in ("steps", "minutes", "sample_every", "sample_length"):
+        value = getattr(cfg.train, name)
+        if value is not None and value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must not be negative")
+    return cfg
+
+
 SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig, "train": TrainConfig}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from longmem import checkpoint, engine, track
 from longmem.batches import Streams
-from longmem.config import RunConfig
+from longmem.config import RunConfig, validate
 from longmem.corpus import Vocab, split
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
@@ -34,6 +34,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
             f"{run_dir.path} already holds a run; continue it with --resume {run_dir.path} "
             "or choose another --run-dir"
         )
+    validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device)
     corpus = load_corpus(cfg.data.corpus, cfg.data.text)
     bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
@@ -70,6 +71,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
             if newer.name > snap.path.name:  # damaged, and newer than the one resumed
                 newer.rename(newer.with_suffix(".damaged"))
     applied = _apply_changes(cfg, changes)
+    validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device)
     corpus = load_corpus(cfg.data.corpus, cfg.data.text)
     if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab != vocab:
