@@ -45,7 +45,7 @@ def time_alternately(steps: dict, n: int, repeats: int) -> dict[str, float]:
 
 def longmem_step(H: int, B: int, T: int, mode: str):
     cfg = RunConfig(
-        model=ModelConfig(hidden=H, vocab_size=V),
+        model=ModelConfig(hidden=H, vocab_size=V, dropout=0.0),
         optim=OptimConfig(optimizer="rmsprop", lr=2e-3, rho=0.95, eps=1e-8, clip=5.0),
         train=TrainConfig(batch=B, seq=T),
     )

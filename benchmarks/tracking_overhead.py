@@ -25,7 +25,7 @@ HEAVY = ["lstm.0.Wh", "lstm.0.Wh.grad", "lstm.0.Wh.update", "lstm.0.b.ms", "out.
 
 def step_with(extra: list[str] | None, defaults: tuple, mode: str):
     V, B, T = 100, 128, 64
-    cfg = RunConfig(model=ModelConfig(vocab_size=V), train=TrainConfig(batch=B, seq=T, track=extra))
+    cfg = RunConfig(model=ModelConfig(vocab_size=V, dropout=0.0), train=TrainConfig(batch=B, seq=T, track=extra))
     saved, track.DEFAULTS = track.DEFAULTS, defaults
     try:
         trainer = Trainer(cfg, lstm.init_params(cfg.model, V, np.random.default_rng(0)), mode)

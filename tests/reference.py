@@ -7,8 +7,10 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def lstm_forward(params, x, h0, c0):
-    """logits (T, B, V), h and c (L, B, H) for codes x (T, B), one step at a time."""
+def lstm_forward(params, x, h0, c0, masks=None):
+    """logits (T, B, V), h and c (L, B, H) for codes x (T, B), one step at a time.
+
+    masks: per layer, (T, B, H) multipliers of that layer's output (dropout)."""
     layers = sum(1 for k in params if k.endswith(".Wh"))
     T, B = x.shape
     h = [h0[i].astype(np.float64) for i in range(layers)]
@@ -24,7 +26,7 @@ def lstm_forward(params, x, h0, c0):
             ig, fg, og, g = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), sigmoid(z[:, 2 * H:3 * H]), np.tanh(z[:, 3 * H:])
             c[i] = fg * c[i] + ig * g
             h[i] = og * np.tanh(c[i])
-            inp = h[i]
+            inp = h[i] if masks is None else h[i] * masks[i][t]
         logits.append(inp @ params["out.W"] + params["out.b"])
     return np.stack(logits), np.stack(h), np.stack(c)
 

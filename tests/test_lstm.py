@@ -113,3 +113,29 @@ def test_hand_written_backward_matches_scan_autodiff(rng):
     out = fn(*_inputs(cfg, rng))
     for mine, ref in zip(out[: len(wrt)], out[len(wrt):]):
         np.testing.assert_allclose(np.asarray(mine), np.asarray(ref), rtol=1e-4, atol=1e-6)
+
+
+def test_dropout_masks_multiply_each_layer_output(rng):
+    cfg = ModelConfig(layers=2, hidden=6)
+    params, shared, x, y, h0, c0 = _build(cfg, rng)
+    masks = [pt.tensor(f"m{i}", dtype="float32", shape=(T, B, 6)) for i in range(2)]
+    fw = lstm.forward(shared, x, h0, c0, masks)
+    fn = engine.compile_function([x, h0, c0, *masks], fw.logits, "JAX")
+    X, _, H0, C0 = _inputs(cfg, rng)
+    M = [((rng.random((T, B, 6)) > 0.5) * 2).astype(np.float32) for _ in range(2)]
+    ref, _, _ = lstm_forward(params, X, H0, C0, M)
+    np.testing.assert_allclose(np.asarray(fn(X, H0, C0, *M)), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_trainer_draws_reproducible_masks_with_the_dropout_rate():
+    from longmem.config import RunConfig, TrainConfig
+    from longmem.train import Trainer
+
+    cfg = RunConfig(model=ModelConfig(layers=2, hidden=32, dropout=0.3, vocab_size=V),
+                    train=TrainConfig(batch=16, seq=8))
+    trainer = Trainer(cfg, lstm.init_params(cfg.model, V, np.random.default_rng(0)), "JAX")
+    a = trainer.dropout_masks(np.random.default_rng(5))
+    b = trainer.dropout_masks(np.random.default_rng(5))
+    assert len(a) == 2 and a[0].shape == (8, 16, 32) and a[0].dtype == bool
+    assert all((m == n).all() for m, n in zip(a, b))
+    assert 0.67 < np.mean(a) < 0.73

@@ -26,7 +26,7 @@ class ModelConfig:
         "weights start uniform in [-s, s]; too large a scale (e.g. 2) reproduces "
         "the original's 'always the same letter' bug",
     )
-    dropout: float = opt(0.0, "dropout on each layer's output, before the next layer and the softmax")
+    dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
     vocab_size: int = 0  # set from the training text
 
 
