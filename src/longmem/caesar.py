@@ -98,19 +98,20 @@ def train(cfg: CaesarConfig, run: RunDir, mode: str, quiet: bool = False) -> Res
     info = {"experiment": "caesar", "versions": versions(), "config": dataclasses.asdict(cfg)}
     atomic_write(run.config, (json.dumps(info, indent=2) + "\n").encode())
     run.metrics.unlink(missing_ok=True)
+    for old in run.tracks.glob("*"):  # a Caesar run takes seconds: a new one replaces the old
+        old.unlink()
     writer = track.Writer(run.tracks, cfg.track_max)
-    writer.truncate({})
     lr = np.float32(cfg.learning_rate())
     batches = len(codes) // cfg.batch
     history, step = [], 0
     for p in range(1, cfg.passes + 1):
         losses = []
         for b in range(batches):
-            values = the_net.step(codes[b * cfg.batch : (b + 1) * cfg.batch], lr)
+            values = dict(zip(the_net.tracked, the_net.step(codes[b * cfg.batch : (b + 1) * cfg.batch], lr)))
             step += 1
-            losses.append(float(values[0]))
+            losses.append(float(values["loss"]))
             if step % cfg.track_every == 0:
-                writer.append(step, dict(zip(the_net.tracked, values)))
+                writer.append(step, values)
         accuracy = _accuracy(the_net.outputs(), codes)
         record = {"pass": p, "step": step, "loss": float(np.mean(losses)), "accuracy": accuracy}
         history.append(record)
@@ -164,7 +165,7 @@ def compare(cfg: CaesarConfig, run: RunDir, mode: str, plots: Path, units: int =
     """Train with SGD and both RMSprops from the same seed; draw their biases and accuracy."""
     results = {}
     for name in OPTIMIZERS:
-        sub = dataclasses.replace(cfg, optimizer=name, lr=None if cfg.lr is None else cfg.lr)
+        sub = dataclasses.replace(cfg, optimizer=name)
         results[name] = train(sub, RunDir(run.path / name), mode, quiet=True)
         print(f"{name:15s} accuracy {100 * results[name].accuracy:5.1f}%", file=sys.stderr)
     chosen = list(np.linspace(0, cfg.hidden - 1, units).round().astype(int))
