@@ -144,6 +144,8 @@ def test_bad_uses_of_a_run(trained, tmp_path, small_text, capsys):
     _one_line_error(*run_cli(capsys, "eval", tmp_path / "nowhere")[::2], "no such run directory")
     _one_line_error(*run_cli(capsys, "train", "--text", small_text, "--run-dir", trained, *TINY)[::2],
                     "already holds a run", "--resume")
+    small_text.write_text(small_text.read_text() + "more text.\n")
+    _one_line_error(*run_cli(capsys, "eval", trained)[::2], "has changed since it was trained")
     for ckpt in (trained / "checkpoint").glob("*.lmc"):
         ckpt.write_bytes(ckpt.read_bytes()[:100])
     code, _, err = run_cli(capsys, "inspect", trained)

@@ -18,6 +18,7 @@ import numpy as np
 
 from longmem import config, engine
 from longmem.errors import UserError
+from longmem.files import sha256
 from longmem.rundir import RunDir
 
 
@@ -154,6 +155,8 @@ def _heldout(args, snap) -> tuple[np.ndarray, str]:
     info = RunDir(args.run_dir).read_config()
     data = snap.config.data
     codes = corpus.load(data.corpus, data.text).codes
+    if sha256(codes.tobytes()) != info.get("text_sha256"):
+        raise UserError(f"the text of {args.run_dir} has changed since it was trained; use --text PATH")
     split = getattr(args, "split", "test")
     start, end = info["split"][split]
     return codes[start:end], f"{split} split of {info['corpus']}"
