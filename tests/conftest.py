@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,3 @@ def small_text(tmp_path):
     path = tmp_path / "small.txt"
     path.write_text(text)
     return path
-
-
-def python_exe() -> str:
-    return sys.executable

@@ -1,7 +1,6 @@
 """A run killed at any moment resumes exactly as if nothing had happened."""
 
 import json
-import os
 import random
 import signal
 import subprocess
