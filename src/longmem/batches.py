@@ -32,8 +32,8 @@ class Streams:
                 f"{what} too short: {len(codes)} characters, but --batch {batch} x --seq {seq} "
                 f"needs at least {batch * seq + 1}; use a smaller --batch or --seq, or more text"
             )
-        self.batch, self.seq = batch, seq
-        self.windows = length // seq  # windows per pass
+        self.batch, self.seq, self.length = batch, seq, length
+        self.windows = length // seq  # whole windows per pass
         used = batch * length
         self.xs = codes[:used].reshape(batch, length)  # (B, L) views, no copies
         self.ys = codes[1 : used + 1].reshape(batch, length)
@@ -44,7 +44,11 @@ class Streams:
 
     def window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-character targets of window k, each (T, B) int32."""
-        cols = slice(k * self.seq, (k + 1) * self.seq)
+        return self.columns(k * self.seq, (k + 1) * self.seq)
+
+    def columns(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets at positions [start, stop) of every stream, each (T, B) int32."""
+        cols = slice(start, stop)
         return (
             np.ascontiguousarray(self.xs[:, cols].T, dtype=np.int32),
             np.ascontiguousarray(self.ys[:, cols].T, dtype=np.int32),

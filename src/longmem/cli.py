@@ -18,7 +18,6 @@ import numpy as np
 
 from longmem import config, engine
 from longmem.errors import UserError
-from longmem.files import sha256
 from longmem.rundir import RunDir
 
 
@@ -152,14 +151,11 @@ def _heldout(args, snap) -> tuple[np.ndarray, str]:
         if len(codes) == 0:
             raise UserError(f"{args.text}: the text is empty")
         return codes, args.text
-    info = RunDir(args.run_dir).read_config()
-    data = snap.config.data
-    codes = corpus.load(data.corpus, data.text).codes
-    if sha256(codes.tobytes()) != info.get("text_sha256"):
-        raise UserError(f"the text of {args.run_dir} has changed since it was trained; use --text PATH")
+    run = RunDir(args.run_dir)
+    info = run.read_config()
     split = getattr(args, "split", "test")
-    start, end = info["split"][split]
-    return codes[start:end], f"{split} split of {info['corpus']}"
+    codes = run.splits(info, run.load_text(info, snap.config.data).codes)[split]
+    return codes, f"{split} split of {info['corpus']}"
 
 
 def cmd_eval(args) -> None:

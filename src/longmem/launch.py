@@ -73,10 +73,8 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     applied = _apply_changes(cfg, changes)
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device)
-    corpus = load_corpus(cfg.data.corpus, cfg.data.text)
-    if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab != vocab:
-        raise UserError(f"the training text of {run_dir.path} has changed since the run started")
-    splits = {k: corpus.codes[a:b] for k, (a, b) in info["split"].items()}
+    corpus = run_dir.load_text(info, cfg.data)
+    splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0
     _truncate(run_dir.metrics, state.metrics_bytes if state else 0)
     _truncate(run_dir.samples, state.samples_bytes if state else 0)

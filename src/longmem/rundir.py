@@ -21,9 +21,10 @@ import numpy as np
 
 from longmem import checkpoint
 from longmem.config import RunConfig
-from longmem.corpus import Vocab
+from longmem.corpus import Corpus, Vocab
+from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
-from longmem.files import atomic_write
+from longmem.files import atomic_write, sha256
 
 
 class RunDir:
@@ -60,6 +61,18 @@ class RunDir:
             return json.loads(self.vocab.read_text())
         except (OSError, ValueError):
             raise UserError(f"{self.vocab}: missing or damaged") from None
+
+    def load_text(self, info: dict, data) -> Corpus:
+        """The run's training text (a DataConfig names it), refused if it has changed."""
+        corpus = load_corpus(data.corpus, data.text)
+        # The digest is of the codes, so the vocabulary must match too.
+        if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab.chars != self.read_vocab():
+            raise UserError(f"the text of {self.path} has changed since it was trained; use --text PATH")
+        return corpus
+
+    def splits(self, info: dict, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """The train, test and validation parts of the codes, as recorded in config.json."""
+        return {name: codes[a:b] for name, (a, b) in info["split"].items()}
 
     def read_config(self) -> dict:
         if not self.path.is_dir():

@@ -11,6 +11,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from longmem import engine
+from longmem.batches import Streams
 from longmem.config import ModelConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
@@ -76,23 +77,19 @@ class Predictor:
         """
         if len(codes) < 2:
             raise UserError("text too short to evaluate: it needs at least 2 characters")
-        batch = max(1, min(batch, (len(codes) - 1) // seq))
-        length = (len(codes) - 1) // batch  # characters per stream
-        xs = codes[: batch * length].reshape(batch, length)
-        ys = codes[1 : batch * length + 1].reshape(batch, length)
-        h, c = self.zero_state(batch)
+        seq = min(seq, len(codes) - 1)
+        streams = Streams(codes, max(1, min(batch, (len(codes) - 1) // seq)), seq, "text to evaluate")
+        h, c = self.zero_state(streams.batch)
         nats, correct, found = 0.0, 0, []
-        for start in range(0, length, seq):
-            cols = slice(start, min(start + seq, length))
-            x = np.ascontiguousarray(xs[:, cols].T, dtype=np.int32)  # (T, B)
-            y = np.ascontiguousarray(ys[:, cols].T, dtype=np.int32)
+        for start in range(0, streams.length, seq):  # whole windows, then a shorter last one
+            x, y = streams.columns(start, min(start + seq, streams.length))  # (T, B)
             lp, guess, h, c = self.window_fn(*x.shape)(x, y, h, c)
             guess = engine.to_numpy(guess)
             nats -= float(engine.to_numpy(lp).astype(np.float64).sum())
             correct += int((guess == y).sum())
             if guesses:
                 found.append(guess.T)  # (B, T)
-        chars = batch * length
+        chars = streams.batch * streams.length
         return EvalResult(
             bpc=nats / chars / math.log(2),
             accuracy=correct / chars,
