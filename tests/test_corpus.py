@@ -31,6 +31,20 @@ def test_multibyte_characters_split_across_chunks(tmp_path, monkeypatch):
     assert c.vocab.decode(c.codes) == text.replace("\r\n", "\n")
 
 
+@pytest.mark.parametrize("chunk", [4, 5, 6])
+def test_crlf_split_across_chunks_is_one_newline(tmp_path, monkeypatch, chunk):
+    """The "\r" ends one chunk and the "\n" starts the next (chunk 5: "abcd\r" | "\nef")."""
+    monkeypatch.setattr(corpus, "CHUNK", chunk)
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"abcd\r\nef\r\ngh\r")
+    c = corpus.load("python-docs", str(path))
+    assert c.vocab.decode(c.codes) == "abcd\nef\ngh\r"
+    assert c.vocab.chars == "\n\rabcdefgh"
+    path.write_bytes(b"abcd\r\nefgh\r\n")
+    c = corpus.load("python-docs", str(path))
+    assert "\r" not in c.vocab.chars and c.vocab.decode(c.codes) == "abcd\nefgh\n"
+
+
 def test_large_vocabulary_uses_wider_codes():
     text = "".join(chr(0x4E00 + i) for i in range(300))
     v = corpus.build_vocab(corpus.string_chunks(text))

@@ -63,19 +63,20 @@ def file_chunks(path: str | Path) -> Chunks:
 
     def chunks() -> Iterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        offset = 0
+        offset, held = 0, ""  # a "\r" at the end of a chunk waits for a "\n" in the next
         with path.open("rb") as f:
             while block := f.read(CHUNK):
                 try:
-                    text = decoder.decode(block)
+                    text = held + decoder.decode(block)
                 except UnicodeDecodeError as e:
                     raise UserError(
                         f"{path}: not UTF-8 text (invalid byte at offset {offset + e.start})"
                     ) from None
                 offset += len(block)
+                text, held = (text[:-1], "\r") if text.endswith("\r") else (text, "")
                 yield text.replace("\r\n", "\n")
             try:
-                yield decoder.decode(b"", final=True)
+                yield (held + decoder.decode(b"", final=True)).replace("\r\n", "\n")
             except UnicodeDecodeError:
                 raise UserError(f"{path}: not UTF-8 text (truncated character at the end)") from None
 
