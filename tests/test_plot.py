@@ -48,3 +48,17 @@ def test_bad_option_text_is_a_user_error():
         plot.parse_crop("10-20")
     with pytest.raises(UserError):
         plot.parse_select("1,x")
+
+
+def test_select_names_elements_of_the_value_not_positions_among_the_kept():
+    indices = [0, 4, 9, 13]  # what --track-max kept of a 14-element value
+    assert plot.kept_positions([9, 0], indices, 14) == [2, 0]
+    assert plot.kept_positions([-1], indices, 14) == [3]
+    assert plot.kept_positions([5, 1], None, 14) == [5, 1]
+    with pytest.raises(UserError, match=r"--select 5: element not kept \(--track-max kept 4 of 14: 0, 4, 9, 13\)"):
+        plot.kept_positions([5], indices, 14)
+
+
+def test_transform_of_no_records_is_empty():
+    s, v = plot.transform(np.array([], int), np.array([]), crop=(5, 9))
+    assert s.shape == (0,) and v.shape[0] == 0

@@ -8,6 +8,7 @@ tested without looking at pixels.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def transform(steps, values, select=None, crop=(None, None), diff=False, smooth=
     average over N records (only whole windows, so the first N-1 go).
     """
     steps = np.asarray(steps)
-    values = np.asarray(values, dtype=np.float64).reshape(len(steps), -1)
+    values = np.asarray(values, dtype=np.float64)
+    values = values.reshape(len(steps), -1) if len(steps) else values.reshape(0, max(1, values[0:].size))
     if select is not None:
         bad = [i for i in select if not -values.shape[1] <= i < values.shape[1]]
         if bad:
@@ -86,9 +88,10 @@ def transform(steps, values, select=None, crop=(None, None), diff=False, smooth=
 
 
 def learning_curves(run: RunDir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Training and validation bpc from metrics.jsonl (a torn last line is skipped)."""
+    """Training and validation bpc from metrics.jsonl (a torn last line is skipped);
+    only the curves that have records."""
     if not run.metrics.exists():
-        raise UserError(f"{run.path}: no metrics.jsonl yet")
+        return {}
     rows = []
     for line in run.metrics.read_text().splitlines():
         try:
@@ -97,16 +100,33 @@ def learning_curves(run: RunDir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             continue
     curves = {}
     for key in ("bpc", "val_bpc"):
-        kept = [r for r in rows if key in r]
-        curves[key] = (np.array([r["step"] for r in kept]), np.array([r[key] for r in kept]))
+        kept = [r for r in rows if isinstance(r, dict) and key in r and "step" in r]
+        if kept:
+            curves[key] = (np.array([r["step"] for r in kept]), np.array([r[key] for r in kept]))
     return curves
 
 
-def series(run: RunDir, name: str) -> tuple[np.ndarray, np.ndarray, list | None]:
-    s = track.load(run.tracks, name)
+def series(run: RunDir, name: str) -> track.Series:
+    s = track.load(run.path, name)
     if len(s.steps) == 0:
         raise UserError(f"track {name!r} of {run.path} has no records yet")
-    return s.steps, s.values, s.indices
+    return s
+
+
+def kept_positions(select: list[int], indices: list | None, size: int) -> list[int]:
+    """Where element numbers of a value are among the kept ones (all, or `indices`
+    when --track-max kept only some); an element that was not kept is refused."""
+    if indices is None:
+        return select
+    where = {e: i for i, e in enumerate(indices)}
+    positions = []
+    for e in select:
+        flat = e + size if e < 0 else e
+        if flat not in where:
+            shown = ", ".join(map(str, indices[:12])) + (", ..." if len(indices) > 12 else "")
+            raise UserError(f"--select {e}: element not kept (--track-max kept {len(indices)} of {size}: {shown})")
+        positions.append(where[flat])
+    return positions
 
 
 @dataclass
@@ -176,32 +196,56 @@ LEARNING_CURVE = "learning-curve"
 
 def plot_runs(runs: list[RunDir], labels: list[str], names: list[str], opts: Options,
               out: Path | None = None, show: bool = False) -> list[Path]:
-    """One PNG per name (all tracked names and the learning curve when none are given)."""
-    if not names:
-        names = [LEARNING_CURVE] + track.available(runs[0].tracks)
+    """One PNG per name; with no names, the learning curve and every tracked name,
+    skipping (and saying so on stderr) what has no records."""
+    chosen = names or [LEARNING_CURVE] + track.available(runs[0].tracks)
     figures = []
-    for name in names:
-        if name == LEARNING_CURVE:
-            curves = []
-            for run, label in zip(runs, labels):
-                for key, (steps, values) in learning_curves(run).items():
-                    s, v = transform(steps, values, crop=opts.crop, smooth=opts.smooth)
-                    text = "training" if key == "bpc" else "validation"
-                    curves.append(Curve(f"{label} {text}".strip(), s, v))
-            title, ylabel = "learning curve", "bits per character"
-        else:
-            curves = []
-            for run, label in zip(runs, labels):
-                steps, values, indices = series(run, name)
-                s, v = transform(steps, values, opts.select, opts.crop, opts.diff, opts.smooth)
-                shown = indices if indices is not None else None
-                if opts.select is not None:
-                    shown = [(shown[i] if shown is not None else i) for i in opts.select]
-                curves.append(Curve(label, s, v, shown if values[0].size > 1 else None))
-            title, ylabel = name, name + (" change" if opts.diff else "")
-        target = _target(runs[0], name, out, len(names))
-        figures.append(figure([Panel(title + opts.describe(), ylabel, curves)], target, show=show))
+    for name in chosen:
+        try:
+            panel = _panel(runs, labels, name, opts)
+        except UserError as e:
+            if names:
+                raise
+            print(f"longmem: skipped {name}: {e}", file=sys.stderr)
+            continue
+        target = _target(runs[0], name, out, len(chosen))
+        figures.append(figure([panel], target, show=show))
+    if not figures:
+        raise UserError(f"nothing to plot in {runs[0].path}: no metrics and no tracked values yet")
     return figures
+
+
+def _panel(runs: list[RunDir], labels: list[str], name: str, opts: Options) -> Panel:
+    """The curves of one name in every run, transformed as `opts` says."""
+    curves, every_step = [], []
+    for run, label in zip(runs, labels):
+        if name == LEARNING_CURVE:
+            found = learning_curves(run)
+            if not found:
+                raise UserError(f"{run.path} has no bpc in metrics.jsonl")
+            for key, (steps, values) in found.items():
+                every_step.append(steps)
+                s, v = transform(steps, values, crop=opts.crop, smooth=opts.smooth)
+                text = "training" if key == "bpc" else "validation"
+                curves.append(Curve(f"{label} {text}".strip(), s, v))
+            continue
+        found = series(run, name)
+        every_step.append(found.steps)
+        shown, select = found.indices, None
+        if opts.select is not None:
+            select = kept_positions(opts.select, found.indices, found.size)
+            shown = [e if found.indices is None else found.indices[i] for i, e in zip(select, opts.select)]
+        s, v = transform(found.steps, found.values, select, opts.crop, opts.diff, opts.smooth)
+        curves.append(Curve(label, s, v, shown if found.values[0].size > 1 else None))
+    if all(len(c.steps) == 0 for c in curves):
+        steps = np.concatenate(every_step)
+        raise UserError(
+            f"no records of {name} left to draw{opts.describe()}; the run has steps "
+            f"{steps.min()}..{steps.max()} in {len(steps)} records"
+        )
+    if name == LEARNING_CURVE:
+        return Panel("learning curve" + opts.describe(), "bits per character", curves)
+    return Panel(name + opts.describe(), name + (" change" if opts.diff else ""), curves)
 
 
 def _target(run: RunDir, name: str, out: Path | None, count: int) -> Path:

@@ -16,13 +16,14 @@ On disk, under `tracks/` of the run directory, each name has two files:
     <file>.json   {"name": ..., "shape": [...], "indices": [...] or null, "dtype": ...}
     <file>.bin    appended records, each an int64 step then the float32 values
 
-so a series loads in one line of NumPy:
-
-    np.fromfile("tracks/out.b.bin", dtype=[("step", "<i8"), ("value", "<f4", (26,))])
-
 A value with more elements than the cap keeps evenly spaced ones; `indices`
-lists which (flat positions). A record cut short by a crash is ignored when
-reading, and cut off when the run resumes.
+lists which (flat positions), and a record then holds len(indices) values,
+not the value's whole shape. `load(run, name)` reads a series with the right
+record layout. A record cut short by a crash is ignored when reading, and cut
+off when the run resumes.
+
+Names are kept in one canonical spelling (`out.W[:, 3]` and `out.W[:,3]` are
+the same name, `out.W[:,3]`), so one value has one file.
 """
 
 from __future__ import annotations
@@ -35,10 +36,21 @@ from pathlib import Path
 import numpy as np
 
 from longmem.errors import UserError
-from longmem.files import atomic_write
+from longmem.files import atomic_write, cut_log
 
 DEFAULTS = ("loss", "lr", "grad_norm", "update_norm")
 _INDEX = re.compile(r"^(?P<base>[^\[\]]+?)\s*(\[(?P<index>[^\[\]]*)\])?$")
+
+
+def canonical(name: str) -> str:
+    """The one spelling of a tracked name: no spaces (`out.W[ :, 3]` -> `out.W[:,3]`)."""
+    parse(name)
+    return re.sub(r"\s+", "", name)
+
+
+def names(given: list[str]) -> list[str]:
+    """Tracked names in their canonical spelling, each once, in order."""
+    return list(dict.fromkeys(canonical(name) for name in given))
 
 
 def parse(name: str) -> tuple[str, tuple | None]:
@@ -62,7 +74,10 @@ def parse(name: str) -> tuple[str, tuple | None]:
 
 
 def resolve(names: list[str], sources: dict) -> dict:
-    """The symbolic value of each name, indexed as the name says."""
+    """The symbolic value of each name (in its canonical spelling), indexed as the name says.
+
+    An index outside the value's shape, or one that selects nothing, is refused.
+    """
     out = {}
     for name in names:
         base, index = parse(name)
@@ -72,8 +87,25 @@ def resolve(names: list[str], sources: dict) -> dict:
                 f"nothing called {base!r} can be tracked; known names: {known} "
                 "(and NAME.grad, NAME.update for each parameter)"
             )
-        out[name] = sources[base][index] if index is not None else sources[base]
+        value = sources[base]
+        if index is not None and None not in value.type.shape:
+            _check_index(name, index, value.type.shape)
+            value = value[index]
+        out[canonical(name)] = value
     return out
+
+
+def _check_index(name: str, index: tuple, shape: tuple) -> None:
+    """Refuse an index that NumPy would refuse, or that selects no element."""
+    ranges = ", ".join(f"0..{n - 1}" for n in shape) or "none: it is a scalar"
+    try:
+        picked = np.broadcast_to(np.zeros((), bool), shape)[index]
+    except IndexError:
+        raise UserError(
+            f"{name}: index outside the value (shape {tuple(shape)}; valid indices {ranges})"
+        ) from None
+    if picked.size == 0:
+        raise UserError(f"{name}: the index selects nothing (shape {tuple(shape)}; valid indices {ranges})")
 
 
 def file_stem(name: str) -> str:
@@ -87,6 +119,12 @@ class Series:
     steps: np.ndarray  # (n,)
     values: np.ndarray  # (n, *shape) or (n, k) when only k elements are kept
     indices: list | None  # flat positions kept, or None for all
+    shape: tuple  # of the whole value
+
+    @property
+    def size(self) -> int:
+        """Elements of the whole value (more than are kept under --track-max)."""
+        return int(np.prod(self.shape, dtype=np.int64))
 
 
 class Writer:
@@ -107,8 +145,15 @@ class Writer:
             with (self.directory / f"{file_stem(name)}.bin").open("ab") as f:
                 f.write(np.int64(step).astype("<i8").tobytes() + flat.astype("<f4").tobytes())
 
+    def paths(self) -> list[Path]:
+        """Every record file, for making them durable before a checkpoint."""
+        return sorted(self.directory.glob("*.bin"))
+
     def _start(self, name: str, value: np.ndarray) -> None:
         header = self.directory / f"{file_stem(name)}.json"
+        other = next((n for n in self.kept if file_stem(n) == file_stem(name)), None)
+        if other is not None:
+            raise UserError(f"the tracked names {other!r} and {name!r} would share one file; track one")
         kept = None
         if value.size > self.cap:
             kept = np.unique(np.linspace(0, value.size - 1, self.cap).round().astype(int))
@@ -123,32 +168,50 @@ class Writer:
 
     def sizes(self) -> dict[str, int]:
         """Bytes in each track file now (saved in checkpoints)."""
-        return {p.name: p.stat().st_size for p in sorted(self.directory.glob("*.bin"))}
+        return {p.name: p.stat().st_size for p in self.paths()}
 
-    def truncate(self, sizes: dict[str, int]) -> None:
-        """Cut every track back to `sizes`, as at a checkpoint; newer tracks go."""
-        for path in self.directory.glob("*.bin"):
-            with path.open("r+b") as f:
-                f.truncate(sizes.get(path.name, 0))
+    def truncate(self, sizes: dict[str, int]) -> dict[str, int]:
+        """Cut every track back to `sizes`, as at a checkpoint; newer tracks go.
+
+        A file shorter than recorded keeps its whole records (never padded).
+        Returns the sizes kept.
+        """
+        kept = {}
+        for path in self.paths():
+            header = path.with_suffix(".json")
+            size = record_dtype(json.loads(header.read_text())).itemsize if header.exists() else 1
+            kept[path.name] = cut_log(path, sizes.get(path.name, 0), lambda data: len(data) // size * size)
+        return kept
 
 
 def available(directory: Path) -> list[str]:
     """The names tracked in a run's `tracks/` folder."""
-    return sorted(json.loads(p.read_text())["name"] for p in directory.glob("*.json"))
+    return sorted(json.loads(p.read_text())["name"] for p in directory.glob("*.json")) if directory.is_dir() else []
 
 
-def load(directory: Path, name: str) -> Series:
-    """One tracked series; a torn last record is dropped."""
-    header = directory / f"{file_stem(name)}.json"
+def record_dtype(info: dict) -> np.dtype:
+    """The layout of one record, from a track's NAME.json: an int64 step, then the
+    float32 values (all of the shape, or the kept `indices`)."""
+    shape = tuple(info["shape"]) if info["indices"] is None else (len(info["indices"]),)
+    return np.dtype([("step", "<i8"), ("value", "<f4", shape)])
+
+
+def load(run: str | Path, name: str) -> Series:
+    """One tracked series of the run in folder `run`; a torn last record is dropped.
+
+        from longmem import track
+        s = track.load("runs/RUN", "out.b")   # s.steps (n,), s.values (n, ...), s.indices
+    """
+    directory = Path(run) / "tracks"
+    header = directory / f"{file_stem(canonical(name))}.json"
     if not header.exists():
         names = available(directory)
         raise UserError(
             f"no track named {name!r} in {directory.parent}; tracked: {', '.join(names) or 'nothing'}"
         )
     info = json.loads(header.read_text())
-    shape = tuple(info["shape"]) if info["indices"] is None else (len(info["indices"]),)
-    record = np.dtype([("step", "<i8"), ("value", "<f4", shape)])
-    data = (directory / f"{file_stem(name)}.bin").read_bytes()
+    record = record_dtype(info)
+    data = (directory / f"{file_stem(canonical(name))}.bin").read_bytes()
     whole = len(data) // record.itemsize * record.itemsize
     rows = np.frombuffer(data[:whole], dtype=record)
-    return Series(name, rows["step"].copy(), rows["value"].copy(), info["indices"])
+    return Series(info["name"], rows["step"].copy(), rows["value"].copy(), info["indices"], tuple(info["shape"]))
