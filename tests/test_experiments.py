@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from longmem import track
 from test_cli import TINY, run_cli
 
 
@@ -88,3 +89,72 @@ def test_caesar_bad_text(tmp_path, capsys):
     path.write_text("1234 5678\n")
     code, _, err = run_cli(capsys, "caesar", "--text", path, "--run-dir", tmp_path / "c")
     assert code == 1 and "letters" in err and "Traceback" not in err
+
+
+def test_plot_select_under_track_max_and_an_empty_crop(tmp_path, small_text, capsys):
+    run_dir = tmp_path / "capped"
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 10,
+                           "--track", "out.W", "out.W[:, 3]", "out.W[:,3]", "--track-max", 7, "--track-every", 5,
+                           *TINY)
+    assert code == 0, err
+    assert sorted(p.name for p in (run_dir / "tracks").glob("out.W*")) == [
+        "out.W.bin", "out.W.json", "out.W[_,3].bin", "out.W[_,3].json"]
+    assert track.load(run_dir, "out.W[:, 3]").values.shape == (2, 16)  # one record per step, not two
+    info = json.loads((run_dir / "tracks" / "out.W.json").read_text())
+    kept = info["indices"]
+    assert len(kept) == 7 and kept[0] == 0 and info["shape"][0] == 16
+    assert (run_dir / "tracks" / "out.W.bin").stat().st_size == 2 * (8 + 4 * 7)
+    series = track.load(run_dir, "out.W")
+    code, out, err = run_cli(capsys, "plot", run_dir, "out.W", "--select", f"{kept[2]},{kept[5]}")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "plot", run_dir, "out.W", "--select", kept[1] + 1)
+    assert code == 1 and f"--select {kept[1] + 1}: element not kept" in err
+    assert series.values.shape == (2, 7)
+    code, _, err = run_cli(capsys, "plot", run_dir, "loss", "--crop", "5000:6000")
+    assert code == 1 and "no records of loss" in err and "steps 5..10" in err
+    code, _, err = run_cli(capsys, "plot", run_dir, "loss", "--crop", "100:20")
+    assert code == 1 and "Traceback" not in err
+
+
+def test_plot_a_caesar_run_draws_what_it_has(tmp_path, capsys):
+    run_dir = tmp_path / "c"
+    code, _, err = run_cli(capsys, "caesar", "--run-dir", run_dir, "--passes", 2)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "plot", run_dir)
+    assert code == 0, err
+    assert "skipped learning-curve" in err and "Traceback" not in err
+    assert {"hidden.b.png", "out.b.png", "loss.png"} <= {p.rsplit("/", 1)[1] for p in out.split()}
+    (run_dir / "metrics.jsonl").write_text("")
+    for path in (run_dir / "tracks").iterdir():
+        path.unlink()
+    code, _, err = run_cli(capsys, "plot", run_dir)
+    assert code == 1 and "nothing to plot" in err
+
+
+def test_caesar_refuses_to_overwrite_a_run(tmp_path, capsys):
+    run_dir = tmp_path / "c"
+    assert run_cli(capsys, "caesar", "--run-dir", run_dir, "--passes", 2)[0] == 0
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    code, _, err = run_cli(capsys, "caesar", "--run-dir", run_dir, "--passes", 3, "--optimizer", "sgd")
+    assert code == 1 and "already holds a run" in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    code, _, err = run_cli(capsys, "caesar", "--run-dir", other, "--passes", 2)
+    assert code == 1 and "not empty" in err
+    assert [p.name for p in other.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", -1), ("--hidden", 0), ("--rho", 1.5), ("--eps", -1),
+                                         ("--init-scale", -1), ("--lr", "nan")])
+def test_caesar_refuses_impossible_settings(tmp_path, capsys, flag, value):
+    code, _, err = run_cli(capsys, "caesar", "--run-dir", tmp_path / "c", flag, value)
+    assert code == 1 and flag in err and "Traceback" not in err and "init-scale" not in err.replace(flag, "")
+    assert not (tmp_path / "c").exists()
+
+
+def test_caesar_records_its_resolved_settings(tmp_path, capsys):
+    code, _, _ = run_cli(capsys, "caesar", "--run-dir", tmp_path / "c", "--passes", 1, "--optimizer", "sgd")
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())["config"]
+    assert code == 0 and saved["lr"] == 1.0 and saved["backend"] == "jax"

@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from longmem import checkpoint, track
 from test_cli import TINY, digest, metrics, run_cli
 
 HERE = Path(__file__).parent
@@ -105,14 +107,15 @@ def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path, small
     _same_run(capsys, run_dir, reference)
 
 
-def test_sigterm_saves_and_exits_cleanly(tmp_path, small_text, reference, capsys):
-    run_dir = tmp_path / "terminated"
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_saves_and_exits_cleanly(tmp_path, small_text, reference, capsys, sig):
+    run_dir = tmp_path / "stopped"
     proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS])
     _wait_for(lambda: _last_step(run_dir) >= 20, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     err = _finish(proc)
     assert proc.returncode == 0, err
-    assert "stopped by SIGTERM" in err and f"--resume {run_dir}" in err
+    assert f"stopped by {sig.name}" in err and f"--resume {run_dir}" in err
     stopped_at = digest(capsys, run_dir)["step"]
     assert 0 < stopped_at < STEPS
     code, _, err = run_cli(capsys, "train", "--resume", run_dir)
@@ -147,4 +150,79 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous(tmp_path, small_tex
     assert "warning" in err and newest.name in err and "resuming" in err
     _same_run(capsys, run_dir, reference)
 
+
+
+
+def test_logs_reach_the_disk_before_the_checkpoint_that_records_them(tmp_path, small_text, capsys, monkeypatch):
+    """After a power failure a log must not be shorter than the checkpoint says: each log
+    is fsynced before the checkpoint file is."""
+    import os
+
+    synced = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    run_dir = tmp_path / "synced"
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 10,
+                           "--checkpoint-every-steps", 5, "--track", "out.b", *TINY)
+    assert code == 0, err
+    checkpoints = [i for i, p in enumerate(synced) if "/checkpoint/.ckpt-" in p]
+    assert len(checkpoints) == 2
+    for logged in ("metrics.jsonl", "samples.txt", "tracks/out.b.bin"):
+        before = [i for i, p in enumerate(synced) if p.endswith(logged)]
+        assert before and before[0] < checkpoints[-1], logged
+    assert any(p.endswith("metrics.jsonl") for p in synced[: checkpoints[0]])
+
+
+def test_logs_shorter_than_the_checkpoint_says_are_never_padded(tmp_path, small_text, reference, capsys):
+    """A power failure took the end of the logs after the checkpoint was written."""
+    run_dir = tmp_path / "power"
+    code, _, _ = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir,
+                         *[a if a != STEPS else 28 for a in FLAGS])
+    assert code == 0
+    for name, cut in (("metrics.jsonl", 30), ("samples.txt", 3), ("tracks/out.b.bin", 5)):
+        path = run_dir / name
+        path.write_bytes(path.read_bytes()[:-cut])
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", 40)
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "metrics.jsonl" in warning[0] and "tracks/out.b.bin" in warning[0]
+    for name in ("metrics.jsonl", "samples.txt"):
+        assert b"\0" not in (run_dir / name).read_bytes(), name
+    steps = [m["step"] for m in metrics(run_dir)]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]  # the line of step 28 was lost, and stays lost
+    recorded = track.load(run_dir, "out.b").steps
+    assert recorded[0] == 3 and np.all(np.diff(recorded) > 0) and recorded[-1] == 39
+    # The next resume finds the logs as long as its checkpoint says: no second warning.
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", 45)
+    assert code == 0 and "warning" not in err
+
+
+def test_resume_refuses_another_optimizer_and_missing_optimizer_state(tmp_path, small_text, capsys):
+    run_dir = tmp_path / "opt"
+    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 10, *TINY)[0] == 0
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--optimizer", "adam")
+    assert code == 1 and "cannot change --optimizer" in err
+    ckpt = sorted((run_dir / "checkpoint").glob("ckpt-*.lmc"))[-1]
+    arrays, meta = checkpoint.read(ckpt)
+    del arrays["optim/out.b.ms"]
+    checkpoint.save(ckpt.parent, 10, arrays, meta)
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", 20)
+    assert code == 1 and "no optimizer state 'out.b.ms'" in err and "Traceback" not in err
+
+
+def test_adam_resumes_exactly(tmp_path, small_text, capsys):
+    flags = ["--optimizer", "adam", "--track", "adam.t", "--track-every", 5, *TINY]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", whole, "--steps", 30, *flags)[0] == 0
+    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", part, "--steps", 20, *flags)[0] == 0
+    code, _, err = run_cli(capsys, "train", "--resume", part, "--steps", 30)
+    assert code == 0, err
+    assert digest(capsys, part)["digest"] == digest(capsys, whole)["digest"]
+    assert metrics(part) == metrics(whole)
+    assert track.load(part, "adam.t").values.tolist() == list(range(5, 31, 5))
 

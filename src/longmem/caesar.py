@@ -20,7 +20,7 @@ import numpy as np
 import pytensor.tensor as pt
 
 from longmem import engine, optim, plot, track
-from longmem.config import CaesarConfig, OptimConfig
+from longmem.config import FORMAT, CaesarConfig, OptimConfig, validate_caesar
 from longmem.corpus import file_chunks, python_docs
 from longmem.errors import UserError
 from longmem.files import atomic_write
@@ -72,7 +72,7 @@ class Net:
         loss = net.squared_error(fw.out, (x + 1) % net.LETTERS)
         o = OptimConfig(optimizer=cfg.optimizer, rho=cfg.rho, eps=cfg.eps, clip=0.0)
         step = optim.minimize(loss, self.params, lr, o)
-        self.tracked = list(dict.fromkeys([*track.DEFAULTS, *DEFAULT_TRACKS, *(cfg.track or [])]))
+        self.tracked = track.names([*track.DEFAULTS, *DEFAULT_TRACKS, *(cfg.track or [])])
         sources = step.sources | {"hidden": fw.hidden.mean(axis=0), "out": fw.out.mean(axis=0)}
         values = track.resolve(self.tracked, sources)
         self.step = engine.compile_function([x, lr], list(values.values()), mode, step.updates, "caesar_step")
@@ -91,15 +91,13 @@ class Net:
 
 
 def train(cfg: CaesarConfig, run: RunDir, mode: str, quiet: bool = False) -> Result:
-    """Train one net; the run directory gets config.json, metrics.jsonl and tracks/."""
+    """Train one net in a new run directory: config.json, metrics.jsonl and tracks/."""
+    validate_caesar(cfg)
     codes, _ = letters_of(cfg)
     the_net = Net(cfg, mode)
-    run.path.mkdir(parents=True, exist_ok=True)
-    info = {"experiment": "caesar", "versions": versions(), "config": dataclasses.asdict(cfg)}
+    run.claim()
+    info = {"format": FORMAT, "experiment": "caesar", "versions": versions(), "config": dataclasses.asdict(cfg)}
     atomic_write(run.config, (json.dumps(info, indent=2) + "\n").encode())
-    run.metrics.unlink(missing_ok=True)
-    for old in run.tracks.glob("*"):  # a Caesar run takes seconds: a new one replaces the old
-        old.unlink()
     writer = track.Writer(run.tracks, cfg.track_max)
     lr = np.float32(cfg.learning_rate())
     batches = len(codes) // cfg.batch
@@ -163,6 +161,7 @@ def report(result: Result, cfg: CaesarConfig) -> str:
 
 def compare(cfg: CaesarConfig, run: RunDir, mode: str, plots: Path, units: int = 6) -> list[Path]:
     """Train with SGD and both RMSprops from the same seed; draw their biases and accuracy."""
+    run.claim()
     results = {}
     for name in OPTIMIZERS:
         sub = dataclasses.replace(cfg, optimizer=name)
@@ -171,8 +170,8 @@ def compare(cfg: CaesarConfig, run: RunDir, mode: str, plots: Path, units: int =
     chosen = list(np.linspace(0, cfg.hidden - 1, units).round().astype(int))
     panels = []
     for name in OPTIMIZERS:
-        steps, values, _ = plot.series(RunDir(run.path / name), "hidden.b")
-        panels.append(plot.Panel(name, "hidden bias", [plot.Curve("", steps, values[:, chosen], chosen)]))
+        biases = plot.series(RunDir(run.path / name), "hidden.b")
+        panels.append(plot.Panel(name, "hidden bias", [plot.Curve("", biases.steps, biases.values[:, chosen], chosen)]))
     acc = [
         plot.Curve(name, np.array([h["pass"] for h in r.history]), np.array([[h["accuracy"] for h in r.history]]).T)
         for name, r in results.items()

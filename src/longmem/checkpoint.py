@@ -41,7 +41,7 @@ def save(directory: Path, step: int, arrays: dict[str, np.ndarray], meta: dict, 
     np.savez(buffer, **{META: encoded}, **{name: np.asarray(a) for name, a in arrays.items()})
     payload = buffer.getvalue()
     header = json.dumps({"format": FORMAT, "bytes": len(payload), "sha256": sha256(payload)})
-    path = directory / f"ckpt-{step:09d}.lmc"
+    path = directory / name(step)
     try:
         atomic_write(path, MAGIC + header.encode() + b"\n" + payload)
     except OSError as e:
@@ -51,6 +51,11 @@ def save(directory: Path, step: int, arrays: dict[str, np.ndarray], meta: dict, 
     for old in checkpoints(directory)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def name(step: int) -> str:
+    """The file name of the checkpoint of `step`."""
+    return f"ckpt-{step:09d}.lmc"
 
 
 def checkpoints(directory: Path) -> list[Path]:

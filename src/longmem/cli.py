@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a user error (one line on stderr, no traceback),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -36,13 +37,22 @@ def main(argv: list[str] | None = None) -> int:
         # The reader (e.g. `head`) went away: stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        # A file-system failure (read-only, full, a file where a folder should be):
+        # the path and what the command was doing, in one line.
+        where = f" {e.filename}" if e.filename else ""
+        print(f"longmem: error: {args.command}: cannot use{where}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="longmem", description="Train and study character-level recurrent networks."
     )
+    parser.add_argument("--version", action="version", version=f"longmem {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Commands whose flags are not config fields show argparse's defaults.
+    shown = {"formatter_class": _ShowDefaults}
 
     train = commands.add_parser("train", help="train a character LSTM (or --resume one)")
     train.add_argument("--run-dir", help="run directory (default: runs/<corpus>-<time>)")
@@ -52,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         config.add_arguments(group, section)
     train.set_defaults(func=cmd_train)
 
-    sample = commands.add_parser("sample", help="generate text from a trained run")
+    sample = commands.add_parser("sample", help="generate text from a trained run", **shown)
     _run_arg(sample)
     sample.add_argument("--prime", default=None, help="text to start from (default: a newline)")
     sample.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
@@ -61,14 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0, help="random seed")
     sample.set_defaults(func=cmd_sample)
 
-    evaluate = commands.add_parser("eval", help="bits per character and accuracy on held-out text")
+    evaluate = commands.add_parser("eval", help="bits per character and accuracy on held-out text", **shown)
     _run_arg(evaluate)
     evaluate.add_argument("--text", help="evaluate on this UTF-8 file instead of the run's test split")
     evaluate.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
-    guess = commands.add_parser("guess", help="show the next letter the network guesses at each place")
+    guess = commands.add_parser("guess", help="show the next letter the network guesses at each place", **shown)
     _run_arg(guess)
     guess.add_argument("--text", help="a UTF-8 file (default: the run's test split)")
     guess.add_argument("--width", type=int, default=80, help="columns per block")
@@ -76,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     guess.set_defaults(func=cmd_guess)
 
     plot = commands.add_parser(
-        "plot", help="draw tracked values and learning curves as PNG files",
+        "plot", help="draw tracked values and learning curves as PNG files", **shown,
         description="Draw tracked values (one figure per name) of one or more runs. "
         "Without names: the learning curve and every tracked value.",
     )
@@ -84,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--names", nargs="+", metavar="LABEL", help="legend labels, one per run")
     plot.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N records")
     plot.add_argument("--crop", metavar="A:B", help="only steps A <= step < B")
-    plot.add_argument("--select", metavar="I,J", help="only these elements of a vector")
+    plot.add_argument("--select", metavar="I,J",
+                      help="only these elements (flat positions in the value, also under --track-max)")
     plot.add_argument("--diff", action="store_true", help="plot the change from record to record")
     plot.add_argument("--out", help="PNG file (one figure) or folder (default: DIR/plots/)")
     plot.add_argument("--show", action="store_true", help="also show the figures in a window")
@@ -99,19 +110,37 @@ def build_parser() -> argparse.ArgumentParser:
     caesar.add_argument("--compare", action="store_true",
                         help="train with sgd, rmsprop and rmsprop-global from the same seed and plot them")
     caesar.add_argument("--plots", help="folder for the --compare figures (default: DIR/plots)")
-    caesar.add_argument("--backend", choices=engine.BACKENDS, default="jax", help="execution backend")
     caesar.set_defaults(func=cmd_caesar)
 
-    inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run")
+    inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run", **shown)
     inspect.add_argument("run_dir", metavar="DIR", help="run directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.set_defaults(func=cmd_inspect)
     return parser
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to each option's help, except where X is None
+    (the help then says what happens when the option is not given)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("longmem")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def _run_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="DIR", help="run directory")
-    parser.add_argument("--backend", choices=engine.BACKENDS, default=None, help="default: the run's")
+    parser.add_argument("--backend", choices=engine.BACKENDS, default=None, help="execution backend (default: the run's)")
 
 
 def cmd_train(args) -> None:
@@ -201,10 +230,9 @@ def cmd_caesar(args) -> None:
     from longmem import caesar
 
     cfg = config.CaesarConfig(**config.overrides(args, config.CaesarConfig))
-    if cfg.batch < 1 or cfg.passes < 1 or cfg.letters < 1 or cfg.track_every < 1:
-        raise UserError("--batch, --passes, --letters and --track-every must be at least 1")
+    config.validate_caesar(dataclasses.replace(cfg))  # each optimizer of --compare has its own lr
     run = RunDir(args.run_dir or Path("runs") / f"caesar-{time.strftime('%Y%m%d-%H%M%S')}")
-    mode = engine.configure(args.backend, "cpu")
+    mode = engine.configure(cfg.backend, "cpu")
     if args.compare:
         for path in caesar.compare(cfg, run, mode, Path(args.plots) if args.plots else run.plots):
             print(path)

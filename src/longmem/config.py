@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+from pathlib import Path
 from dataclasses import dataclass, field
+
+
+DEFAULT_STEPS = 2000  # when neither --steps nor --minutes is given
+FORMAT = 1  # of the configuration saved in config.json and in checkpoints
 
 
 def opt(default, help: str, **cli):
@@ -23,7 +29,7 @@ class ModelConfig:
     hidden: int = opt(256, "LSTM cells per layer")
     init_scale: float = opt(
         0.08,
-        "weights start uniform in [-s, s]; too large a scale (e.g. 2) reproduces "
+        "weights start uniform in [-s, s]; a large scale (e.g. 0.5) reproduces "
         "the original's 'always the same letter' bug",
     )
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
@@ -58,7 +64,10 @@ class TrainConfig:
     batch: int = opt(128, "parallel streams through the text (B)")
     seq: int = opt(64, "characters per truncated-BPTT window (T)")
     steps: int | None = opt(None, "stop after this many steps (default 2000 unless --minutes)")
-    minutes: float | None = opt(None, "stop after this many minutes of training")
+    minutes: float | None = opt(
+        None, "stop after this many minutes of wall time, summed over resumes (compiling, "
+        "evaluation and sampling included)"
+    )
     seed: int = opt(0, "random seed for initialisation, dropout and samples")
     log_every: int = opt(10, "steps between lines of metrics.jsonl")
     eval_every: int = opt(200, "steps between validation evaluations")
@@ -97,6 +106,7 @@ class CaesarConfig:
     track: list[str] | None = opt(None, "more values to record (default: hidden.b, out.b)", nargs="+")
     track_every: int = opt(1, "steps between records of tracked values")
     track_max: int = opt(100, "at most this many elements kept of a tracked value")
+    backend: str = opt("jax", "execution backend", choices=["jax", "c", "numba"])
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1.0 if self.optimizer == "sgd" else 0.05)
@@ -113,36 +123,104 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        return cls(
-            model=ModelConfig(**d["model"]),
-            optim=OptimConfig(**d["optim"]),
-            data=DataConfig(**d["data"]),
-            train=TrainConfig(**d["train"]),
-        )
+    def from_dict(cls, d: dict, source: str = "the configuration", fmt: int = FORMAT) -> RunConfig:
+        """The configuration saved as `d`; a field this version does not know is
+        a UserError naming it, the source and the format version."""
+        sections = {}
+        for key, section in SECTIONS.items():
+            values = d.get(key, {})
+            known = {f.name for f in dataclasses.fields(section)}
+            unknown = sorted(set(values) - known) if isinstance(values, dict) else ["(not a mapping)"]
+            if unknown:
+                _unknown(source, f"{key}.{unknown[0]}", fmt)
+            sections[key] = section(**values)
+        for key in set(d) - set(SECTIONS):
+            _unknown(source, key, fmt)
+        return cls(**sections)
 
 
-# Fields that must be at least 1 (0 would divide by zero or mean nothing).
-POSITIVE = ("layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
-            "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every")
+def _unknown(source: str, name: str, fmt: int):
+    from longmem.errors import UserError
+
+    raise UserError(
+        f"{source}: unknown field {name!r} (configuration format {fmt}; this longmem reads "
+        f"format {FORMAT}: was the run made by another version?)"
+    )
+
+
+# What each numeric field may be, by name, in every section that has it:
+# (lowest, highest, whether the lowest is allowed, whether the highest is).
+# Every float must also be finite: `--lr nan` parses as a float.
+RANGES = {
+    **{name: (1, None, True, None) for name in (
+        "layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
+        "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every",
+        "letters", "passes")},
+    "lr": (0, None, False, None),
+    "lr_decay": (0, None, False, None),
+    "eps": (0, None, False, None),
+    "rho": (0, 1, True, False),
+    "beta1": (0, 1, True, False),
+    "beta2": (0, 1, True, False),
+    "clip": (0, None, True, None),
+    "init_scale": (0, None, True, None),
+    # Masks compare 16 random bits with p * 65536, so p must leave a unit a chance.
+    "dropout": (0, 0.999, True, True),
+    "val_fraction": (0, 1, True, False),
+    "test_fraction": (0, 1, True, False),
+    "steps": (0, None, True, None),
+    "minutes": (0, None, False, None),
+    "sample_every": (0, None, True, None),
+    "sample_length": (0, None, True, None),
+    "checkpoint_every_seconds": (0, None, False, None),
+}
+
+
+def check(section) -> None:
+    """Refuse a value of `section` (any config dataclass) that cannot work, naming its flag."""
+    from longmem.errors import UserError
+
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if value is None or f.name not in RANGES:
+            continue
+        lo, hi, lo_ok, hi_ok = RANGES[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, not {value}")
+        if value < lo or (value == lo and not lo_ok) or (
+            hi is not None and (value > hi or (value == hi and not hi_ok))
+        ):
+            raise UserError(f"{flag} must be {_describe(lo, hi, lo_ok, hi_ok)}, not {value:g}")
+
+
+def _describe(lo, hi, lo_ok, hi_ok) -> str:
+    if hi is None:
+        return f"at least {lo}" if lo_ok else f"above {lo}"
+    return f"in {'[' if lo_ok else '('}{lo}, {hi}{']' if hi_ok else ')'}"
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Refuse values that cannot work, with the flag's name."""
+    """Refuse values that cannot work, with the flag's name; resolve the defaults
+    that depend on other fields, so that config.json can repeat the run."""
     from longmem.errors import UserError
 
     for section in (cfg.model, cfg.optim, cfg.data, cfg.train):
-        for name in POSITIVE:
-            if hasattr(section, name) and getattr(section, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-    if not 0 <= cfg.model.dropout < 1:
-        raise UserError("--dropout must be in [0, 1)")
-    if cfg.optim.lr <= 0:
-        raise UserError("--lr must be above 0")
-    for name in ("steps", "minutes", "sample_every", "sample_length"):
-        value = getattr(cfg.train, name)
-        if value is not None and value < 0:
-            raise UserError(f"--{name.replace('_', '-')} must not be negative")
+        check(section)
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
+        raise UserError("--val-fraction and --test-fraction must sum below 1")
+    if cfg.train.steps is None and cfg.train.minutes is None:
+        cfg.train.steps = DEFAULT_STEPS
+    if cfg.data.text is not None:  # so that the run can be used from any folder
+        cfg.data.text = str(Path(cfg.data.text).resolve())
+    return cfg
+
+
+def validate_caesar(cfg: CaesarConfig) -> CaesarConfig:
+    """As `validate`, for the Caesar experiment; the learning rate is resolved."""
+    check(cfg)
+    cfg.lr = cfg.learning_rate()
+    check(cfg)
     return cfg
 
 
@@ -167,7 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser, section: type) -> None:
             type=kind,
             default=None,
             metavar=None if "choices" in extra else f.name.upper(),
-            help=f"{f.metadata['help']} (default: {f.default})",
+            help=f"{f.metadata['help']}" + ("" if f.default is None else f" (default: {f.default})"),
             **extra,
         )
 

@@ -23,14 +23,37 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        fsync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (a no-op where directories cannot be opened)."""
+def cut_log(path: Path, size: int, whole) -> int:
+    """Cut the log at `path` back to `size` bytes and return its new length.
+
+    A file already shorter than `size` is never padded: it is cut to
+    `whole(data)`, the length of its complete records, which is returned.
+    """
+    if not path.exists():
+        return 0
+    with path.open("r+b") as f:
+        length = f.seek(0, os.SEEK_END)
+        if length < size:
+            f.seek(0)
+            size = whole(f.read())
+        f.truncate(size)
+    return size
+
+
+def line_end(data: bytes) -> int:
+    """The length of the complete lines in `data`."""
+    return data.rfind(b"\n") + 1
+
+
+def fsync(path: Path) -> None:
+    """Make what was written to the file `path`, or renamed in the folder `path`,
+    durable (a no-op for a missing file and where folders cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -12,15 +12,16 @@ from longmem.config import RunConfig, validate
 from longmem.corpus import Vocab, split
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
-from longmem.files import sha256
+from longmem.files import cut_log, line_end, sha256
 from longmem.nets import NETS
 from longmem.rundir import RunDir
 from longmem.rundir import load as load_snapshot
 from longmem.train import Loop, Trainer, TrainState, new_state
 
 # What may change when a run is resumed; anything else would make it another run.
+# The optimizer may not: its state (moments, running averages) would start from zero.
 RESUMABLE = {
-    "optim": None,  # every optimizer field
+    "optim": {"lr", "lr_decay", "lr_decay_every", "rho", "eps", "beta1", "beta2", "clip"},
     "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
               "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
               "track", "track_every", "backend", "device"},
@@ -29,11 +30,6 @@ RESUMABLE = {
 
 def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     """Begin a new run in `run_dir` (which must not hold one already)."""
-    if run_dir.exists() or checkpoint.checkpoints(run_dir.checkpoints):
-        raise UserError(
-            f"{run_dir.path} already holds a run; continue it with --resume {run_dir.path} "
-            "or choose another --run-dir"
-        )
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device)
     corpus = load_corpus(cfg.data.corpus, cfg.data.text)
@@ -41,6 +37,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     splits = {k: corpus.codes[a:b] for k, (a, b) in bounds.items()}
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     cfg.model.vocab_size = len(corpus.vocab)
+    run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
     return _from_scratch(run_dir, cfg, corpus.vocab, splits, mode)
@@ -63,10 +60,10 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     for stale in run_dir.checkpoints.glob(".ckpt-*.tmp"):  # a write cut short by a kill
         stale.unlink()
     if not checkpoint.checkpoints(run_dir.checkpoints):
-        cfg, vocab, state = RunConfig.from_dict(info["config"]), Vocab(run_dir.read_vocab()), None
+        cfg, vocab, state = run_dir.run_config(info), Vocab(run_dir.read_vocab()), None
     else:
         snap = load_snapshot(run_dir)
-        cfg, vocab, state = snap.config, snap.vocab, TrainState.from_meta(snap.meta["state"])
+        cfg, vocab, state = snap.config, snap.vocab, TrainState.from_meta(snap.meta["state"], str(snap.path))
         for newer in checkpoint.checkpoints(run_dir.checkpoints):
             if newer.name > snap.path.name:  # damaged, and newer than the one resumed
                 newer.rename(newer.with_suffix(".damaged"))
@@ -76,9 +73,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     corpus = run_dir.load_text(info, cfg.data)
     splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0
-    _truncate(run_dir.metrics, state.metrics_bytes if state else 0)
-    _truncate(run_dir.samples, state.samples_bytes if state else 0)
-    track.Writer(run_dir.tracks, cfg.train.track_max).truncate(state.track_bytes if state else {})
+    _cut_logs(run_dir, cfg, state or TrainState())
     if applied:
         info.setdefault("resumes", []).append({"step": step, "changes": applied})
         info["config"] = cfg.to_dict()
@@ -86,10 +81,22 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     if state is None:
         print(f"longmem: {run_dir.path} has no checkpoint yet; starting it again", file=sys.stderr)
         return _from_scratch(run_dir, cfg, vocab, splits, mode)
+    _check_params(cfg, vocab, snap)
     trainer = Trainer(cfg, snap.params, mode)
-    trainer.restore_optim(snap.optim)
+    trainer.restore_optim(snap.optim, str(snap.path))
     print(f"longmem: resuming {run_dir.path} at step {step} from {snap.path.name}", file=sys.stderr)
     return Loop(run_dir, cfg, vocab, splits, trainer).run(state, snap.state["h"], snap.state["c"])
+
+
+def _check_params(cfg: RunConfig, vocab: Vocab, snap) -> None:
+    """The checkpoint must hold exactly the parameters the model has, in their shapes."""
+    expected = NETS[cfg.model.model].init_params(cfg.model, len(vocab), np.random.default_rng(0))
+    for name in sorted(set(expected) | set(snap.params)):
+        if name not in snap.params or name not in expected or snap.params[name].shape != expected[name].shape:
+            raise checkpoint.CheckpointError(
+                f"{snap.path}: parameter {name!r} does not match the model of its configuration "
+                f"(format {checkpoint.FORMAT}); it cannot be resumed"
+            )
 
 
 def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:
@@ -112,8 +119,24 @@ def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:
     return applied
 
 
-def _truncate(path, size: int) -> None:
-    """Cut a log back to what it held at the checkpoint, so no step appears twice."""
-    if path.exists():
-        with path.open("r+b") as f:
-            f.truncate(size)
+def _cut_logs(run_dir: RunDir, cfg: RunConfig, state: TrainState) -> None:
+    """Cut every log back to what it held at the checkpoint, so no step appears twice.
+
+    A log shorter than the checkpoint recorded lost its end (a power failure
+    before the data reached the disk): say so, keep its whole records, and
+    record the lengths kept, never pad.
+    """
+    lost = []
+    for path, attr in ((run_dir.metrics, "metrics_bytes"), (run_dir.samples, "samples_bytes")):
+        kept = cut_log(path, getattr(state, attr), line_end)
+        if kept != getattr(state, attr):
+            lost.append(f"{path.name} ({kept} of {getattr(state, attr)} bytes)")
+            setattr(state, attr, kept)
+    sizes = track.Writer(run_dir.tracks, cfg.train.track_max).truncate(state.track_bytes)
+    lost += [f"tracks/{name} ({sizes[name]} of {size} bytes)"
+             for name, size in state.track_bytes.items() if sizes.get(name, 0) != size]
+    state.track_bytes = sizes
+    if lost:
+        print(f"longmem: warning: {run_dir.path}: shorter than its checkpoint recorded, their end lost "
+              f"(a power failure?): {', '.join(lost)}; whole records kept, the run goes on",
+              file=sys.stderr)

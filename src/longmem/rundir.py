@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from longmem import checkpoint
-from longmem.config import RunConfig
+from longmem.config import FORMAT, RunConfig
 from longmem.corpus import Corpus, Vocab
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
@@ -41,8 +42,47 @@ class RunDir:
     def exists(self) -> bool:
         return self.config.is_file()
 
+    def claim(self, restart_unfinished: bool = False) -> None:
+        """Make sure a new run may be written here, or refuse in one line.
+
+        The folder must be new or empty. A folder that holds a run is refused,
+        except, with `restart_unfinished`, a training run that never reached
+        its first checkpoint: nothing of it can be resumed, so its own files
+        go and it starts again with the new settings.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path} is a file, not a run directory; choose another --run-dir")
+        if self.exists():
+            info = self.read_config()
+            if checkpoint.checkpoints(self.checkpoints):
+                raise UserError(
+                    f"{self.path} already holds a run; continue it with --resume {self.path} "
+                    "or choose another --run-dir"
+                )
+            if not restart_unfinished or "experiment" in info:
+                raise UserError(f"{self.path} already holds a run; choose another --run-dir")
+            self.clear()
+            print(f"longmem: {self.path} holds a run that stopped before its first checkpoint; "
+                  "starting it again with the new settings", file=sys.stderr)
+        elif self.path.is_dir() and any(self.path.iterdir()):
+            raise UserError(
+                f"{self.path} is not empty and holds no longmem run; choose a new or empty --run-dir"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def clear(self) -> None:
+        """Remove the files a run writes (and nothing else)."""
+        for path in (self.config, self.vocab, self.metrics, self.samples):
+            path.unlink(missing_ok=True)
+        for pattern in ("*.bin", "*.json"):
+            for path in self.tracks.glob(pattern):
+                path.unlink()
+        for path in self.checkpoints.glob(".ckpt-*.tmp"):
+            path.unlink()
+
     def create(self, cfg: RunConfig, vocab: Vocab, corpus: str, split: dict, text_sha256: str) -> None:
         info = {
+            "format": FORMAT,
             "corpus": corpus,
             "text_sha256": text_sha256,
             "split": split,
@@ -80,9 +120,21 @@ class RunDir:
         if not self.config.is_file():
             raise UserError(f"{self.path}: not a longmem run directory (no config.json)")
         try:
-            return json.loads(self.config.read_text())
+            info = json.loads(self.config.read_text())
         except ValueError:
             raise UserError(f"{self.config}: damaged (not JSON)") from None
+        if not isinstance(info, dict):
+            raise UserError(f"{self.config}: damaged (not a JSON object)")
+        if info.get("format", FORMAT) != FORMAT:
+            raise UserError(
+                f"{self.config}: configuration format {info['format']} is not the format {FORMAT} "
+                "this longmem reads"
+            )
+        return info
+
+    def run_config(self, info: dict) -> RunConfig:
+        """The training configuration recorded in config.json."""
+        return RunConfig.from_dict(info.get("config", {}), str(self.config), info.get("format", FORMAT))
 
 
 def versions() -> dict[str, str]:
@@ -115,9 +167,17 @@ def load(run: RunDir) -> Snapshot:
     parts = {"param": {}, "optim": {}, "state": {}}
     for name, value in arrays.items():
         kind, _, key = name.partition("/")
+        if kind not in parts or not key:
+            raise checkpoint.CheckpointError(
+                f"{path}: unknown array {name!r} (checkpoint format {checkpoint.FORMAT}: was it "
+                "written by another version of longmem?)"
+            )
         parts[kind][key] = value
+    if not {"config", "vocab", "state"} <= set(meta):
+        missing = sorted({"config", "vocab", "state"} - set(meta))[0]
+        raise checkpoint.CheckpointError(f"{path}: no {missing!r} in the checkpoint's metadata")
     return Snapshot(
-        RunConfig.from_dict(meta["config"]),
+        RunConfig.from_dict(meta["config"], str(path), checkpoint.FORMAT),
         Vocab(meta["vocab"]),
         parts["param"],
         parts["optim"],

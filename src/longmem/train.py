@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pytensor.tensor as pt
@@ -23,11 +23,10 @@ from longmem.batches import Cursor, Streams
 from longmem.config import RunConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
+from longmem.files import fsync
 from longmem.nets import NETS
 from longmem.rundir import RunDir
 from longmem.sample import Predictor
-
-DEFAULT_STEPS = 2000
 
 
 @dataclass
@@ -36,7 +35,9 @@ class TrainState:
 
     step: int = 0
     cursor: Cursor = field(default_factory=Cursor)
-    elapsed: float = 0.0  # seconds spent training, summed over resumes
+    elapsed: float = 0.0  # wall seconds of the run (compiling and evaluation too), summed over resumes
+    train_seconds: float = 0.0  # seconds inside training steps, each process's first (compiling) step left out
+    timed_steps: int = 0  # the steps that train_seconds counts
     loss_sum: float = 0.0  # training loss since the last metrics line
     loss_count: int = 0
     first_loss: float | None = None
@@ -49,8 +50,15 @@ class TrainState:
         return asdict(self)
 
     @classmethod
-    def from_meta(cls, meta: dict) -> TrainState:
-        return cls(**{**meta, "cursor": Cursor(**meta["cursor"])})
+    def from_meta(cls, meta: dict, source: str = "the checkpoint") -> TrainState:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(meta) - known)
+        if unknown:
+            raise checkpoint.CheckpointError(
+                f"{source}: unknown training state {unknown[0]!r} (checkpoint format "
+                f"{checkpoint.FORMAT}: was it written by another version of longmem?)"
+            )
+        return cls(**{**meta, "cursor": Cursor(**meta.get("cursor", {}))})
 
 
 class Trainer:
@@ -61,11 +69,13 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
+        started = time.monotonic()
         self.cfg, self.mode = cfg, mode
         self.params = engine.share_all(params)
         self.predictor = Predictor(self.params, cfg.model, mode)
-        self.tracked = list(dict.fromkeys([*track.DEFAULTS, *(cfg.train.track or [])]))
+        self.tracked = track.names([*track.DEFAULTS, *(cfg.train.track or [])])
         self.step_fn, self.optim_state = self._compile_step()
+        self.compile_seconds = time.monotonic() - started
 
     def _compile_step(self):
         m, t = self.cfg.model, self.cfg.train
@@ -115,10 +125,16 @@ class Trainer:
         out |= {f"state/{k}": v for k, v in state.items()}
         return out
 
-    def restore_optim(self, values: dict[str, np.ndarray]) -> None:
+    def restore_optim(self, values: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
+        """Set the optimizer's state from a checkpoint, which must hold all of it."""
+        missing = sorted(set(self.optim_state) - set(values))
+        if missing:
+            raise checkpoint.CheckpointError(
+                f"{source} has no optimizer state {missing[0]!r} ({len(missing)} missing) for "
+                f"--optimizer {self.cfg.optim.optimizer}; it cannot be resumed as it was"
+            )
         for name, var in self.optim_state.items():
-            if name in values:
-                var.set_value(values[name].astype(var.dtype))
+            var.set_value(values[name].astype(var.dtype))
 
 
 class StopFlag:
@@ -143,6 +159,28 @@ def new_state(cfg: RunConfig) -> TrainState:
     return TrainState(rng=np.random.default_rng(cfg.train.seed + 1).bit_generator.state)
 
 
+class Progress:
+    """A progress bar on a terminal; elsewhere (nohup, a batch job) one plain
+    line per log interval, so a log file stays readable with `tail`."""
+
+    def __init__(self, goal: int | None, step: int):
+        self.tty = sys.stderr.isatty()
+        self.bar = tqdm(total=goal, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True,
+                        disable=not self.tty)
+
+    def show(self, step: int, shown: dict) -> None:
+        if self.tty:
+            self.bar.set_postfix(shown, refresh=False)
+        else:
+            print(f"step {step}  " + "  ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
 class Loop:
     """One run's training: step, log, evaluate, sample, track, checkpoint, stop."""
 
@@ -150,27 +188,32 @@ class Loop:
         self.run_dir, self.cfg, self.vocab, self.splits, self.trainer = run_dir, cfg, vocab, splits, trainer
         self.streams = Streams(splits["train"], cfg.train.batch, cfg.train.seq)
         self.tracks = track.Writer(run_dir.tracks, cfg.train.track_max)
-        t = cfg.train
-        self.goal = t.steps if t.steps is not None else (None if t.minutes else DEFAULT_STEPS)
+        self.goal = cfg.train.steps
+        self.since_log = [0, 0.0]  # timed steps and their seconds since the last metrics line
 
     def run(self, state: TrainState, h: np.ndarray, c: np.ndarray) -> TrainState:
         """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end."""
         t, trainer = self.cfg.train, self.trainer
         rng = np.random.default_rng()
         rng.bit_generator.state = state.rng
-        last_save = tick = time.monotonic()
-        bar = tqdm(total=self.goal, initial=state.step, unit="step", file=sys.stderr, dynamic_ncols=True)
-        self.bar = bar
-        with StopFlag() as stop, bar:
+        # The wall clock of the run counts this process's compiling too.
+        self.clock = (time.monotonic() - trainer.compile_seconds, state.elapsed, state.step)
+        last_save, saved = time.monotonic(), None
+        self.progress = Progress(self.goal, state.step)
+        with StopFlag() as stop, self.progress:
             while not self.done(state) and stop.signal is None:
                 x, y = self.streams.window(state.cursor.window)
                 lr = trainer.lr(state.step)
+                started = time.monotonic()
                 h, c, *values = trainer.step_fn(x, y, h, c, np.float32(lr), *trainer.dropout_masks(rng))
                 values = dict(zip(trainer.tracked, values))
-                loss, grad_norm = float(values["loss"]), float(values["grad_norm"])
-                self.check_finite(state, loss, grad_norm)
+                loss = float(values["loss"])  # waits for the step to finish
+                self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()
-                state.elapsed, tick = state.elapsed + now - tick, now
+                if state.step > self.clock[2]:  # the first step of a process compiles it
+                    state.train_seconds += now - started
+                    state.timed_steps += 1
+                    self.since_log = [self.since_log[0] + 1, self.since_log[1] + now - started]
                 state.step += 1
                 state.loss_sum += loss
                 state.loss_count += 1
@@ -178,12 +221,14 @@ class Loop:
                     state.first_loss = loss
                 if self.streams.advance(state.cursor):  # a new pass: start from a blank state
                     h, c = np.zeros_like(h), np.zeros_like(c)
-                self.after_step(state, lr, grad_norm, values)
+                self.tick(state)
+                self.after_step(state, lr, float(values["grad_norm"]), values)
                 if state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds:
-                    self.save(state, rng, h, c)
-                    last_save = tick = time.monotonic()
-                bar.update(1)
-            self.save(state, rng, h, c)
+                    saved = self.save(state, rng, h, c)
+                    last_save = time.monotonic()
+                self.progress.bar.update(1)
+            if saved is None or saved.name != checkpoint.name(state.step):
+                self.save(state, rng, h, c)
         if stop.signal is not None:
             print(
                 f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
@@ -191,6 +236,11 @@ class Loop:
                 file=sys.stderr,
             )
         return state
+
+    def tick(self, state: TrainState) -> None:
+        """Bring the run's wall clock up to now."""
+        started, elapsed, _ = self.clock
+        state.elapsed = elapsed + time.monotonic() - started
 
     def done(self, state: TrainState) -> bool:
         if self.goal is not None and state.step >= self.goal:
@@ -208,26 +258,37 @@ class Loop:
         if t.sample_every and state.step % t.sample_every == 0:
             self.write_sample(state)
 
-    def check_finite(self, state: TrainState, loss: float, grad_norm: float) -> None:
-        """Stop a run whose loss went NaN or exploded; its last checkpoint is left as it was."""
+    def check_finite(self, state: TrainState, loss: float, grad_norm: float, update_norm: float) -> None:
+        """Stop a run whose loss, gradient or updated parameters went NaN or infinite, or
+        whose loss exploded, before anything of this step reaches a checkpoint; the last
+        checkpoint (written after a step that passed this check) is left as it was."""
         exploded = state.first_loss is not None and loss > 3 * state.first_loss
-        if math.isfinite(loss) and math.isfinite(grad_norm) and not exploded:
+        if math.isfinite(loss) and math.isfinite(grad_norm) and math.isfinite(update_norm) and not exploded:
             return
         saved = checkpoint.checkpoints(self.run_dir.checkpoints)
-        kept = f"the last good checkpoint ({saved[-1].name}) is kept" if saved else "no checkpoint was written"
+        kept = (
+            f"the last checkpoint ({saved[-1].name}, finite parameters) is kept" if saved else
+            f"no checkpoint was written, so {self.run_dir.path} may be started again with other settings"
+        )
         if not math.isfinite(loss):
             what = "the training loss became NaN or infinite"
         elif not math.isfinite(grad_norm):
             what = "the gradient overflowed"
+        elif not math.isfinite(update_norm):
+            what = "the update made the parameters NaN or infinite"
         else:
             what = "the training loss exploded"
         raise UserError(
-            f"{what} at step {state.step + 1} (loss {loss:.4g}, gradient norm {grad_norm:.4g}); "
-            f"stopped, {kept}; try a lower --lr, --clip or --init-scale"
+            f"{what} at step {state.step + 1} (loss {loss:.4g}, gradient norm {grad_norm:.4g}, "
+            f"update norm {update_norm:.4g}); stopped, {kept}; try a lower --lr, --clip or --init-scale"
         )
 
     def log(self, state: TrainState, lr: float, grad_norm: float, evaluate: bool) -> None:
-        """One line of metrics.jsonl: the mean training loss since the last line."""
+        """One line of metrics.jsonl: the mean training loss since the last line.
+
+        chars_per_s counts training steps alone (not compiling, evaluation,
+        sampling or checkpoints); elapsed is the run's wall time.
+        """
         t = self.cfg.train
         loss = state.loss_sum / max(1, state.loss_count)
         record = {"step": state.step, "epoch": state.cursor.epoch, "loss": loss,
@@ -236,20 +297,35 @@ class Loop:
         if evaluate and len(val) >= 2:
             result = self.trainer.predictor.evaluate(val, t.batch, t.seq)
             record |= {"val_bpc": result.bpc, "val_accuracy": result.accuracy}
-        record |= {
-            "chars_per_s": state.step * self.streams.chars_per_window / max(state.elapsed, 1e-9),
-            "elapsed": state.elapsed,
-        }
+        steps, seconds = self.since_log
+        if steps:
+            record["chars_per_s"] = steps * self.streams.chars_per_window / max(seconds, 1e-9)
+        self.tick(state)
+        record |= {"elapsed": state.elapsed, "train_seconds": state.train_seconds}
         state.loss_sum, state.loss_count = 0.0, 0
+        self.since_log = [0, 0.0]
         with self.run_dir.metrics.open("a") as f:
             f.write(json.dumps(record) + "\n")
             state.metrics_bytes = f.tell()
-        shown = {"loss": f"{loss:.3f}", "bpc": f"{record['bpc']:.3f}", "chars/s": f"{record['chars_per_s']:.0f}"}
+        shown = {"loss": f"{loss:.3f}", "bpc": f"{record['bpc']:.3f}"}
+        if "chars_per_s" in record:
+            shown["chars/s"] = f"{record['chars_per_s']:.0f}"
         if "val_bpc" in record:
             shown["val"] = f"{record['val_bpc']:.3f}"
-        if self.goal is None:  # a --minutes run: the bar cannot estimate the time left
-            shown["left"] = f"{max(0.0, t.minutes * 60 - state.elapsed) / 60:.1f}min"
-        self.bar.set_postfix(shown, refresh=False)
+        left = self.seconds_left(state)
+        if left is not None and (self.goal is None or not self.progress.tty):
+            shown["left"] = f"{left / 60:.1f}min"
+        self.progress.show(state.step, shown)
+
+    def seconds_left(self, state: TrainState) -> float | None:
+        """Wall seconds to the goal, from this process's pace (None before a step is done)."""
+        started, elapsed, step = self.clock
+        by_minutes = None if self.cfg.train.minutes is None else self.cfg.train.minutes * 60 - state.elapsed
+        by_steps = None
+        if self.goal is not None and state.step > step:
+            by_steps = (self.goal - state.step) * (state.elapsed - elapsed) / (state.step - step)
+        known = [v for v in (by_minutes, by_steps) if v is not None]
+        return max(0.0, min(known)) if known else None
 
     def write_sample(self, state: TrainState) -> None:
         """A short sample, primed with the start of the validation text, seeded by the step."""
@@ -262,6 +338,11 @@ class Loop:
             state.samples_bytes = f.tell()
 
     def save(self, state: TrainState, rng, h, c):
+        """A checkpoint of everything; the logs whose lengths it records reach the disk first,
+        so that after a power failure they are never shorter than it says."""
+        for path in (self.run_dir.metrics, self.run_dir.samples, *self.tracks.paths()):
+            fsync(path)
+        self.tick(state)
         state.rng = rng.bit_generator.state
         meta = {"config": self.cfg.to_dict(), "vocab": self.vocab.chars, "state": state.to_meta()}
         arrays = self.trainer.arrays({"h": engine.to_numpy(h), "c": engine.to_numpy(c)})

@@ -1,0 +1,42 @@
+import pytest
+
+from longmem import config
+from longmem.config import CaesarConfig, RunConfig, TrainConfig
+from longmem.errors import UserError
+
+
+def test_validate_writes_the_resolved_configuration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config.validate(RunConfig())
+    assert cfg.train.steps == config.DEFAULT_STEPS
+    cfg = config.validate(RunConfig(train=TrainConfig(minutes=5)))
+    assert cfg.train.steps is None and cfg.train.minutes == 5
+    cfg = RunConfig()
+    cfg.data.text = "book.txt"
+    assert config.validate(cfg).data.text == str(tmp_path / "book.txt")
+    assert config.validate_caesar(CaesarConfig(optimizer="sgd")).lr == 1.0
+    assert config.validate_caesar(CaesarConfig()).lr == 0.05
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("rho", 1.0, "--rho must be in [0, 1), not 1"),
+    ("clip", -1.0, "--clip must be at least 0, not -1"),
+    ("lr_decay", 0.0, "--lr-decay must be above 0, not 0"),
+    ("eps", float("inf"), "--eps must be a finite number"),
+])
+def test_check_names_the_flag_and_the_range(field, value, message):
+    cfg = RunConfig()
+    setattr(cfg.optim, field, value)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        config.validate(cfg)
+
+
+def test_from_dict_round_trips_and_names_an_unknown_field():
+    cfg = RunConfig()
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    saved = cfg.to_dict()
+    saved["train"]["batch_size"] = 3
+    with pytest.raises(UserError, match=r"run/config.json: unknown field 'train.batch_size' \(configuration format 1"):
+        RunConfig.from_dict(saved, "run/config.json")
+    with pytest.raises(UserError, match="unknown field 'schedule'"):
+        RunConfig.from_dict({**cfg.to_dict(), "schedule": {}})
