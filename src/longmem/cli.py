@@ -112,6 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     caesar.add_argument("--plots", help="folder for the --compare figures (default: DIR/plots)")
     caesar.set_defaults(func=cmd_caesar)
 
+    memory = commands.add_parser(
+        "memory", help="held-out bits per character against how much context the model may read",
+        description="For each context length k (1, 2, 4, ... --max-context) the model starts from "
+        "its initial state, reads only the k characters before a position and predicts it. The "
+        "positions (--positions of them, drawn with --seed from those with at least --max-context "
+        "characters before them) are the same for every k; the reference row ('unlimited') scores "
+        "them with state carried from the start of the held-out text. The curve is stored in the run "
+        "(memory/), keyed by the checkpoint's step and these settings.", **shown,
+    )
+    _run_arg(memory)
+    memory.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
+    memory.add_argument("--text", help="measure on this UTF-8 file instead of a split of the run's text")
+    memory.add_argument("--positions", type=int, default=2000, help="positions scored for every k")
+    memory.add_argument("--max-context", type=int, default=1024, help="the longest context k")
+    memory.add_argument("--seed", type=int, default=0, help="seed of the positions drawn")
+    memory.add_argument("--json", action="store_true", help="print one JSON object")
+    memory.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
+    memory.set_defaults(func=cmd_memory)
+
     inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run", **shown)
     inspect.add_argument("run_dir", metavar="DIR", help="run directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -240,6 +259,40 @@ def cmd_caesar(args) -> None:
     result = caesar.train(cfg, run, mode)
     print(caesar.report(result, cfg))
     print(f"run saved in {run.path}; plot the biases with: longmem plot {run.path} hidden.b --select 0,1,2")
+
+
+def cmd_memory(args) -> None:
+    from longmem import memory
+
+    ks = memory.contexts(args.max_context)
+    snap, predictor = _load(args)
+    curve = memory_curve(args.run_dir, snap, predictor, args.split, args.text, args.positions, ks, args.seed)
+    target = Path(args.out) if args.out else RunDir(args.run_dir).plots / "memory.png"
+    memory.figure({"": curve}, target)
+    if args.json:
+        print(json.dumps(curve.to_dict() | {"step": snap.meta["state"]["step"], "figure": str(target)}))
+    else:
+        print(memory.table(curve))
+        print(f"figure: {target}")
+
+
+def memory_curve(run_dir, snap, predictor, split: str, text: str | None, positions: int, ks: list[int],
+                 seed: int):
+    """The run's memory curve, read from memory/ when it was measured with these settings."""
+    from longmem import memory
+
+    args = argparse.Namespace(run_dir=run_dir, text=text, split=split)
+    codes, _ = _heldout(args, snap)
+    step = snap.meta["state"]["step"]
+    key = {"step": step, "split": split, "positions": positions, "seed": seed, "max_context": ks[-1]}
+    path = RunDir(run_dir).path / "memory" / f"step-{step:09d}-{split}-p{positions}-s{seed}-k{ks[-1]}.json"
+    stored = None if text else memory.load(path, key)
+    if stored is not None:
+        return stored
+    curve = memory.measure(predictor, codes, ks, positions, seed, snap.config.train.seq)
+    if not text:
+        memory.save(path, curve, key)
+    return curve
 
 
 def cmd_plot(args) -> None:

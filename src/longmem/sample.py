@@ -75,27 +75,31 @@ class Predictor:
         only the fewer than `batch` characters that do not divide evenly are
         left out, and `chars` says how many were predicted.
         """
+        lp, guess, y = self.scores(codes, batch, seq)
+        return EvalResult(
+            bpc=-float(lp.astype(np.float64).sum()) / lp.size / math.log(2),
+            accuracy=float((guess == y).mean()),
+            chars=int(lp.size),
+            guesses=guess.reshape(-1) if guesses else None,
+        )
+
+    def scores(self, codes: np.ndarray, batch: int, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per predicted character, read as in `evaluate`: log p of the target,
+        the guessed code and the target, each (batch, length) in stream order
+        (with batch 1, entry i is the prediction of codes[i + 1])."""
         if len(codes) < 2:
             raise UserError("text too short to evaluate: it needs at least 2 characters")
         seq = min(seq, len(codes) - 1)
         streams = Streams(codes, max(1, min(batch, (len(codes) - 1) // seq)), seq, "text to evaluate")
         h, c = self.zero_state(streams.batch)
-        nats, correct, found = 0.0, 0, []
+        lps, guesses, targets = [], [], []
         for start in range(0, streams.length, seq):  # whole windows, then a shorter last one
             x, y = streams.columns(start, min(start + seq, streams.length))  # (T, B)
             lp, guess, h, c = self.window_fn(*x.shape)(x, y, h, c)
-            guess = engine.to_numpy(guess)
-            nats -= float(engine.to_numpy(lp).astype(np.float64).sum())
-            correct += int((guess == y).sum())
-            if guesses:
-                found.append(guess.T)  # (B, T)
-        chars = streams.batch * streams.length
-        return EvalResult(
-            bpc=nats / chars / math.log(2),
-            accuracy=correct / chars,
-            chars=chars,
-            guesses=np.concatenate(found, axis=1).reshape(-1) if guesses else None,
-        )
+            lps.append(engine.to_numpy(lp).T)  # (B, T)
+            guesses.append(engine.to_numpy(guess).T)
+            targets.append(y.T)
+        return tuple(np.concatenate(parts, axis=1) for parts in (lps, guesses, targets))
 
     def generate(
         self,

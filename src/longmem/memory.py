@@ -1,0 +1,169 @@
+"""How far back a model's memory reaches: held-out bits per character against
+the length of the context it may read.
+
+For a context length k the model starts from its initial state, reads only
+the k characters before a position and predicts the character there. The
+same positions (drawn once, seeded, from the held-out text) are scored for
+every k, so the differences between rows are paired and not a matter of
+which positions were drawn. The reference row ("unlimited") scores those
+positions in the ordinary evaluation, with state carried from the start of
+the held-out text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from longmem.errors import UserError
+from longmem.files import atomic_write
+from longmem.sample import Predictor
+
+NEAR = 0.02  # bits: a context is "enough" when its bpc is this close to unlimited
+GAIN_AT = 64  # the long-context gain is bpc at this context minus unlimited
+CHUNK = 256  # positions read at once
+
+
+def contexts(max_context: int) -> list[int]:
+    """1, 2, 4, ... up to max_context (itself included when it is not a power of 2)."""
+    if max_context < 1:
+        raise UserError("--max-context must be at least 1")
+    ks = [2**i for i in range(max_context.bit_length()) if 2**i <= max_context]
+    return ks if ks[-1] == max_context else ks + [max_context]
+
+
+@dataclass
+class Curve:
+    contexts: list[int]
+    bpc: list[float]
+    accuracy: list[float]
+    unlimited_bpc: float
+    unlimited_accuracy: float
+    positions: int
+    seed: int
+    memory_length: int | None  # smallest k within NEAR bits of unlimited, None if none is
+    long_context_gain: float | None  # bpc at GAIN_AT minus unlimited, None if not measured
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(predictor: Predictor, codes: np.ndarray, ks: list[int], positions: int, seed: int,
+            seq: int = 64) -> Curve:
+    """The memory curve of `predictor` on `codes` (a held-out text).
+
+    Positions are drawn without replacement from those with at least
+    max(ks) characters before them, so that every k reads real text.
+    """
+    if positions < 1:
+        raise UserError("--positions must be at least 1")
+    if len(codes) <= max(ks) + 1:
+        raise UserError(
+            f"the held-out text has {len(codes)} characters; --max-context {max(ks)} needs more "
+            "(give a smaller --max-context, or --text with a longer file)"
+        )
+    candidates = np.arange(max(ks), len(codes))
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(candidates, size=min(positions, len(candidates)), replace=False))
+    # Unlimited: one stream through the text, state carried; entry i predicts codes[i + 1].
+    lp, guess, _ = predictor.scores(codes[: chosen[-1] + 1], 1, seq)
+    unlimited_bits = -lp[0, chosen - 1].astype(np.float64) / math.log(2)
+    unlimited_right = guess[0, chosen - 1] == codes[chosen]
+    bpc, accuracy = [], []
+    for k in ks:
+        bits, right = _with_context(predictor, codes, chosen, k)
+        bpc.append(float(bits.mean()))
+        accuracy.append(float(right.mean()))
+    unlimited = float(unlimited_bits.mean())
+    return Curve(list(ks), bpc, accuracy, unlimited, float(unlimited_right.mean()), len(chosen), seed,
+                 *summary(ks, bpc, unlimited))
+
+
+def summary(ks: list[int], bpc: list[float], unlimited: float) -> tuple[int | None, float | None]:
+    """The memory length (the smallest k within NEAR bits of unlimited, None when
+    no k is) and the long-context gain (bpc at GAIN_AT minus unlimited)."""
+    near = [k for k, b in zip(ks, bpc) if b - unlimited <= NEAR]
+    gain = bpc[ks.index(GAIN_AT)] - unlimited if GAIN_AT in ks else None
+    return (near[0] if near else None), gain
+
+
+def _with_context(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, k: int):
+    """Bits and hits at each chosen position p, reading codes[p - k : p] from a zero state."""
+    bits, right = [], []
+    window = predictor.window_fn(k, min(CHUNK, len(chosen)))
+    width = min(CHUNK, len(chosen))
+    offsets = np.arange(-k, 1)  # the k inputs and, last, the target
+    for start in range(0, len(chosen), width):
+        part = chosen[start : start + width]
+        padded = np.concatenate([part, np.repeat(part[-1:], width - len(part))])  # one compiled shape
+        cols = codes[padded[None, :] + offsets[:, None]].astype(np.int32)  # (k + 1, width)
+        h, c = predictor.zero_state(width)
+        lp, guess, _, _ = window(cols[:-1], cols[1:], h, c)
+        lp, guess = np.asarray(lp)[-1, : len(part)], np.asarray(guess)[-1, : len(part)]
+        bits.append(-lp.astype(np.float64) / math.log(2))
+        right.append(guess == codes[part])
+    return np.concatenate(bits), np.concatenate(right)
+
+
+def table(curve: Curve) -> str:
+    """The curve as the text table `longmem memory` prints."""
+    lines = [f"{'context':>9}  {'bpc':>6}  {'accuracy':>8}  {'- unlimited':>11}"]
+    for k, b, a in zip(curve.contexts, curve.bpc, curve.accuracy):
+        lines.append(f"{k:>9}  {b:6.3f}  {100 * a:7.1f}%  {b - curve.unlimited_bpc:+11.3f}")
+    lines.append(f"{'unlimited':>9}  {curve.unlimited_bpc:6.3f}  {100 * curve.unlimited_accuracy:7.1f}%")
+    length = (f"{curve.memory_length} characters" if curve.memory_length is not None
+              else f"more than {curve.contexts[-1]} characters")
+    lines.append(f"memory length {length} (the shortest context within {NEAR} bits of unlimited)")
+    if curve.long_context_gain is not None:
+        lines.append(f"long-context gain {curve.long_context_gain:.3f} bits/char "
+                     f"(bpc at {GAIN_AT} characters of context minus unlimited)")
+    lines.append(f"over {curve.positions:,} positions (seed {curve.seed}), the same for every context")
+    return "\n".join(lines)
+
+
+def save(path: Path, curve: Curve, key: dict) -> None:
+    atomic_write(path, (json.dumps(key | curve.to_dict(), indent=1) + "\n").encode())
+
+
+def load(path: Path, key: dict) -> Curve | None:
+    """A stored curve computed with the same settings (`key`), or None."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or any(stored.get(name) != value for name, value in key.items()):
+        return None
+    try:
+        return Curve(**{name: stored[name] for name in Curve.__dataclass_fields__})
+    except KeyError:
+        return None
+
+
+def figure(curves: dict[str, Curve], path: Path) -> Path:
+    """bpc against context length (log scale), with each run's unlimited line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (label, curve) in enumerate(curves.items()):
+        color = f"C{i}"
+        ax.plot(curve.contexts, curve.bpc, marker=".", color=color, label=label or "context k")
+        ax.axhline(curve.unlimited_bpc, color=color, ls="--", lw=1,
+                   label=f"{label} unlimited".strip())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("characters of context (k)")
+    ax.set_ylabel("held-out bits per character")
+    ax.set_title("how far back the model's memory reaches")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
