@@ -131,6 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
     memory.set_defaults(func=cmd_memory)
 
+    compare = commands.add_parser(
+        "compare", help="finished runs side by side: a table and figures",
+        description="Writes compare.md and compare.json (model, parameters, steps, characters seen, "
+        "training time, held-out bpc and accuracy on the test split, memory length, long-context "
+        "gain, training chars/s) and bpc-vs-time.png, bpc-vs-chars.png and memory.png into --out. "
+        "Evaluations and memory curves a run does not hold yet are computed and stored in it.", **shown,
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories")
+    compare.add_argument("--out", required=True, help="folder for the table and figures")
+    compare.add_argument("--names", nargs="+", metavar="LABEL", help="labels, one per run (default: folder names)")
+    compare.add_argument("--positions", type=int, default=2000, help="positions of the memory curves")
+    compare.add_argument("--max-context", type=int, default=1024, help="the longest context of the memory curves")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the memory curves' positions")
+    compare.add_argument("--backend", choices=engine.BACKENDS, default=None,
+                         help="execution backend (default: each run's)")
+    compare.set_defaults(func=cmd_compare)
+
     inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run", **shown)
     inspect.add_argument("run_dir", metavar="DIR", help="run directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -181,29 +198,15 @@ def cmd_train(args) -> None:
 
 def _load(args):
     """The newest checkpoint of a run and a predictor over its parameters."""
-    from longmem.rundir import load
-    from longmem.sample import Predictor
+    from longmem.sample import open_run
 
-    snap = load(RunDir(args.run_dir))
-    mode = engine.configure(args.backend or snap.config.train.backend, "cpu")
-    return snap, Predictor(engine.share_all(snap.params), snap.config.model, mode)
+    return open_run(RunDir(args.run_dir), args.backend)
 
 
 def _heldout(args, snap) -> tuple[np.ndarray, str]:
-    """The codes to evaluate: a given file, or a split of the run's own text."""
-    from longmem import corpus
+    from longmem.sample import heldout
 
-    if args.text:
-        chunks = corpus.file_chunks(args.text)
-        codes = corpus.encode(chunks, snap.vocab, args.text)
-        if len(codes) == 0:
-            raise UserError(f"{args.text}: the text is empty")
-        return codes, args.text
-    run = RunDir(args.run_dir)
-    info = run.read_config()
-    split = getattr(args, "split", "test")
-    codes = run.splits(info, run.load_text(info, snap.config.data).codes)[split]
-    return codes, f"{split} split of {info['corpus']}"
+    return heldout(RunDir(args.run_dir), snap, args.text, getattr(args, "split", "test"))
 
 
 def cmd_eval(args) -> None:
@@ -266,8 +269,10 @@ def cmd_memory(args) -> None:
 
     ks = memory.contexts(args.max_context)
     snap, predictor = _load(args)
-    curve = memory_curve(args.run_dir, snap, predictor, args.split, args.text, args.positions, ks, args.seed)
-    target = Path(args.out) if args.out else RunDir(args.run_dir).plots / "memory.png"
+    codes, _ = _heldout(args, snap)
+    run = RunDir(args.run_dir)
+    curve = memory.of_run(run, snap, predictor, codes, args.split, args.positions, ks, args.seed, args.text)
+    target = Path(args.out) if args.out else run.plots / "memory.png"
     memory.figure({"": curve}, target)
     if args.json:
         print(json.dumps(curve.to_dict() | {"step": snap.meta["state"]["step"], "figure": str(target)}))
@@ -276,23 +281,19 @@ def cmd_memory(args) -> None:
         print(f"figure: {target}")
 
 
-def memory_curve(run_dir, snap, predictor, split: str, text: str | None, positions: int, ks: list[int],
-                 seed: int):
-    """The run's memory curve, read from memory/ when it was measured with these settings."""
-    from longmem import memory
+def cmd_compare(args) -> None:
+    from longmem import compare, memory
 
-    args = argparse.Namespace(run_dir=run_dir, text=text, split=split)
-    codes, _ = _heldout(args, snap)
-    step = snap.meta["state"]["step"]
-    key = {"step": step, "split": split, "positions": positions, "seed": seed, "max_context": ks[-1]}
-    path = RunDir(run_dir).path / "memory" / f"step-{step:09d}-{split}-p{positions}-s{seed}-k{ks[-1]}.json"
-    stored = None if text else memory.load(path, key)
-    if stored is not None:
-        return stored
-    curve = memory.measure(predictor, codes, ks, positions, seed, snap.config.train.seq)
-    if not text:
-        memory.save(path, curve, key)
-    return curve
+    runs = [RunDir(path) for path in args.run_dirs]
+    labels = args.names or [run.path.name for run in runs]
+    if len(labels) != len(runs):
+        raise UserError(f"--names gives {len(labels)} labels for {len(runs)} runs")
+    if len(set(labels)) != len(labels):
+        raise UserError("give each run its own label (--names): two have the same folder name")
+    ks = memory.contexts(args.max_context)
+    for path in compare.compare(runs, labels, Path(args.out), args.backend, args.positions, ks, args.seed):
+        print(path)
+    print((Path(args.out) / "compare.md").read_text(), end="")
 
 
 def cmd_plot(args) -> None:

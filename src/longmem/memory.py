@@ -12,7 +12,6 @@ the held-out text.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from longmem.errors import UserError
-from longmem.files import atomic_write
 from longmem.sample import Predictor
 
 NEAR = 0.02  # bits: a context is "enough" when its bpc is this close to unlimited
@@ -125,22 +123,18 @@ def table(curve: Curve) -> str:
     return "\n".join(lines)
 
 
-def save(path: Path, curve: Curve, key: dict) -> None:
-    atomic_write(path, (json.dumps(key | curve.to_dict(), indent=1) + "\n").encode())
-
-
-def load(path: Path, key: dict) -> Curve | None:
-    """A stored curve computed with the same settings (`key`), or None."""
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(stored, dict) or any(stored.get(name) != value for name, value in key.items()):
-        return None
-    try:
-        return Curve(**{name: stored[name] for name in Curve.__dataclass_fields__})
-    except KeyError:
-        return None
+def of_run(run, snap, predictor: Predictor, codes: np.ndarray, split: str, positions: int,
+           ks: list[int], seed: int, text: str | None = None) -> Curve:
+    """A run's memory curve on its held-out `split` (or on `text`), stored in the run
+    (memory/) keyed by the checkpoint's step and the settings, and read from there
+    when it was measured before."""
+    measure_it = lambda: measure(predictor, codes, ks, positions, seed, snap.config.train.seq).to_dict()  # noqa: E731
+    if text:
+        return Curve(**measure_it())
+    key = {"step": snap.meta["state"]["step"], "split": split, "positions": positions, "seed": seed,
+           "max_context": ks[-1]}
+    stored = run.cached("memory", key, measure_it)
+    return Curve(**{name: stored[name] for name in Curve.__dataclass_fields__})
 
 
 def figure(curves: dict[str, Curve], path: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -92,6 +93,21 @@ class RunDir:
         self.write_config(info)
         atomic_write(self.vocab, (json.dumps(vocab.chars) + "\n").encode())
         self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    def cached(self, kind: str, key: dict, compute) -> dict:
+        """A result stored in the folder `kind` of the run for the settings `key`
+        (computed by `compute() -> dict` and stored the first time)."""
+        name = "-".join(f"{k}{v}" for k, v in key.items())
+        path = self.path / kind / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.json"
+        try:
+            stored = json.loads(path.read_text())
+            if isinstance(stored, dict) and all(stored.get(k) == v for k, v in key.items()):
+                return stored
+        except (OSError, ValueError):
+            pass
+        result = key | compute()
+        atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
+        return result
 
     def write_config(self, info: dict) -> None:
         atomic_write(self.config, (json.dumps(info, indent=2) + "\n").encode())

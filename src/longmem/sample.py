@@ -29,6 +29,29 @@ class EvalResult:
         return {"bpc": self.bpc, "accuracy": self.accuracy, "chars": self.chars}
 
 
+def open_run(run, backend: str | None = None):
+    """The newest checkpoint of a run (a RunDir) and a predictor over its parameters."""
+    from longmem.rundir import load
+
+    snap = load(run)
+    mode = engine.configure(backend or snap.config.train.backend, "cpu")
+    return snap, Predictor(engine.share_all(snap.params), snap.config.model, mode)
+
+
+def heldout(run, snap, text: str | None = None, split: str = "test") -> tuple[np.ndarray, str]:
+    """The codes to evaluate on: a given file, or a split of the run's own text."""
+    from longmem import corpus
+
+    if text:
+        codes = corpus.encode(corpus.file_chunks(text), snap.vocab, text)
+        if len(codes) == 0:
+            raise UserError(f"{text}: the text is empty")
+        return codes, text
+    info = run.read_config()
+    codes = run.splits(info, run.load_text(info, snap.config.data).codes)[split]
+    return codes, f"{split} split of {info['corpus']}"
+
+
 class Predictor:
     """Compiled forward passes of a network, one function per window shape."""
 

@@ -1,0 +1,101 @@
+"""Finished runs side by side: one table (Markdown and JSON) and three figures.
+
+Held-out evaluation and the memory curve are read from each run when they
+were computed before for its newest checkpoint, and computed and stored in
+the run otherwise (see RunDir.cached).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from longmem import memory
+from longmem.errors import UserError
+from longmem.files import atomic_write
+from longmem.plot import Curve, Panel, figure
+from longmem.rundir import RunDir
+from longmem.sample import heldout, open_run
+
+COLUMNS = [  # key, heading, format
+    ("run", "run", "{}"), ("model", "model", "{}"), ("params", "parameters", "{:,}"),
+    ("steps", "steps", "{:,}"), ("chars_seen", "characters seen", "{:,}"),
+    ("train_minutes", "training minutes", "{:.1f}"), ("bpc", "held-out bpc", "{:.3f}"),
+    ("accuracy", "accuracy", "{:.1%}"), ("memory_length", "memory length", "{}"),
+    ("long_context_gain", "long-context gain", "{:.3f}"), ("chars_per_s", "training chars/s", "{:,.0f}"),
+]
+
+
+def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[int],
+        seed: int) -> tuple[dict, memory.Curve]:
+    """What the table says of one run, and its memory curve (test split, default contexts)."""
+    snap, predictor = open_run(run, backend)
+    codes, _ = heldout(run, snap)
+    state, t = snap.meta["state"], snap.config.train
+    key = {"step": state["step"], "split": "test"}
+    found = run.cached("eval", key, lambda: predictor.evaluate(codes, t.batch, t.seq).to_dict())
+    curve = memory.of_run(run, snap, predictor, codes, "test", positions, ks, seed)
+    timed = state.get("timed_steps", 0) * t.batch * t.seq
+    return {
+        "run": label, "model": snap.config.model.model,
+        "params": int(sum(a.size for a in snap.params.values())),
+        "steps": state["step"], "chars_seen": state["step"] * t.batch * t.seq,
+        "train_minutes": state["elapsed"] / 60, "bpc": found["bpc"], "accuracy": found["accuracy"],
+        "memory_length": curve.memory_length, "long_context_gain": curve.long_context_gain,
+        "max_context": curve.contexts[-1],
+        "chars_per_s": timed / state["train_seconds"] if state.get("train_seconds") else None,
+    }, curve
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(heading for _, heading, _ in COLUMNS) + " |",
+             "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = ["n/a" if r[key] is None else fmt.format(r[key]) for key, _, fmt in COLUMNS]
+        if r["memory_length"] is None:
+            cells[[k for k, _, _ in COLUMNS].index("memory_length")] = f"> {r['max_context']}"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | None = None,
+            positions: int = 2000, ks: list[int] | None = None, seed: int = 0) -> list[Path]:
+    """Write compare.md, compare.json and the figures into `out`; return their paths."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    rows, curves, val = [], {}, {}
+    for run, label in zip(runs, labels):
+        r, curves[label] = row(run, label, backend, positions, ks or memory.contexts(1024), seed)
+        rows.append(r)
+        val[label] = _validation(run)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "compare.md", out / "compare.json"]
+    atomic_write(written[0], markdown(rows).encode())
+    atomic_write(written[1], (json.dumps({"runs": rows}, indent=1) + "\n").encode())
+    for x, name, xlabel in (("minutes", "bpc-vs-time.png", "training minutes (wall)"),
+                            ("chars", "bpc-vs-chars.png", "characters seen")):
+        lines = [Curve(label, v[x], v["bpc"][:, None]) for label, v in val.items() if len(v["bpc"])]
+        if lines:
+            written.append(figure([Panel("held-out (validation) bpc", "bits per character", lines, xlabel)],
+                                  out / name))
+    written.append(memory.figure(curves, out / "memory.png"))
+    return written
+
+
+def _validation(run: RunDir) -> dict[str, np.ndarray]:
+    """Validation bpc of a run against wall minutes and characters seen, from metrics.jsonl."""
+    rows = []
+    for line in run.metrics.read_text().splitlines() if run.metrics.exists() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "val_bpc" in record:
+            rows.append(record)
+    t = run.run_config(run.read_config()).train
+    steps = np.array([r["step"] for r in rows])
+    return {"bpc": np.array([r["val_bpc"] for r in rows]),
+            "minutes": np.array([r.get("elapsed", np.nan) / 60 for r in rows]),
+            "chars": steps * t.batch * t.seq}

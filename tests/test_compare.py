@@ -1,0 +1,48 @@
+"""`longmem compare` end to end on two tiny runs."""
+
+import json
+
+import pytest
+
+from test_cli import TINY, run_cli
+
+
+@pytest.fixture
+def two_runs(tmp_path, small_text, capsys):
+    runs = []
+    for name, extra in (("rms", []), ("adam", ["--optimizer", "adam", "--hidden", 8])):
+        run_dir = tmp_path / name
+        code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 20,
+                               *TINY, *extra)
+        assert code == 0, err
+        runs.append(run_dir)
+    return runs
+
+
+def test_compare_writes_the_table_and_figures_and_stores_what_it_computed(two_runs, tmp_path, capsys):
+    out = tmp_path / "side-by-side"
+    argv = ["compare", *two_runs, "--out", out, "--positions", 50, "--max-context", 64]
+    code, printed, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    names = {"compare.md", "compare.json", "bpc-vs-time.png", "bpc-vs-chars.png", "memory.png"}
+    assert {p.name for p in out.iterdir()} == names
+    rows = json.loads((out / "compare.json").read_text())["runs"]
+    assert [r["run"] for r in rows] == ["rms", "adam"]
+    for r, run_dir in zip(rows, two_runs):
+        code, evaluated, _ = run_cli(capsys, "eval", run_dir, "--json")
+        assert r["bpc"] == pytest.approx(json.loads(evaluated)["bpc"])
+        code, measured, _ = run_cli(capsys, "memory", run_dir, "--positions", 50, "--max-context", 64, "--json")
+        assert r["memory_length"] == json.loads(measured)["memory_length"]
+        assert r["steps"] == 20 and r["chars_seen"] == 20 * 4 * 8 and r["chars_per_s"] > 0
+    assert rows[1]["params"] < rows[0]["params"]
+    assert "| rms | lstm |" in printed and "held-out bpc" in (out / "compare.md").read_text()
+    # A second comparison reads the stored evaluations and curves instead of computing them again.
+    stored = {p: p.stat().st_mtime_ns for run in two_runs for p in run.glob("*/step*.json")}
+    assert len(stored) == 4
+    assert run_cli(capsys, *argv)[0] == 0
+    assert {p: p.stat().st_mtime_ns for run in two_runs for p in run.glob("*/step*.json")} == stored
+
+
+def test_compare_refuses_unclear_labels(two_runs, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "compare", *two_runs, "--out", tmp_path / "o", "--names", "one")
+    assert code == 1 and "--names gives 1 labels for 2 runs" in err
