@@ -1,11 +1,17 @@
 """`longmem plot` and `longmem caesar` end to end."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from longmem import track
+from longmem.errors import UserError
+from longmem.nets import caesar as caesar_net
+from longmem.nets import lstm
+from longmem.rundir import RunDir
+from longmem.train import Loop, TrainState
 from test_cli import TINY, run_cli
 
 
@@ -59,9 +65,14 @@ def test_caesar_learns_the_cipher_with_the_defaults(tmp_path, capsys):
     lines = dict(line.split(None, 1) for line in out.splitlines()[1:4])
     assert lines["output"] == lines["cipher"]
     history = [json.loads(line) for line in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
-    assert len(history) == 200 and history[-1]["accuracy"] == 1.0
-    biases = np.fromfile(tmp_path / "c" / "tracks" / "hidden.b.bin", dtype=[("step", "<i8"), ("value", "<f4", (100,))])
-    assert len(biases) == history[-1]["step"] and np.ptp(biases["value"][:, 0]) > 0
+    assert len(history) == 200 and history[-1]["train_accuracy"] == 1.0 and "bpc" not in history[-1]
+    assert [h["epoch"] for h in history] == list(range(1, 201))
+    biases = track.load(tmp_path / "c", "hidden.b")
+    assert biases.values.shape == (history[-1]["step"], 100) and np.ptp(biases.values[:, 0]) > 0
+    # A Caesar run is a run like any other: inspect, eval and resume work on it.
+    code, out, _ = run_cli(capsys, "inspect", tmp_path / "c", "--json")
+    assert code == 0 and json.loads(out)["params"] == 26 * 100 + 100 + 100 * 26 + 26
+    assert run_cli(capsys, "train", "--resume", tmp_path / "c", "--steps", history[-1]["step"] + 10)[0] == 0
 
 
 def test_caesar_large_initial_scale_shows_the_original_bug(tmp_path, capsys):
@@ -99,7 +110,7 @@ def test_plot_select_under_track_max_and_an_empty_crop(tmp_path, small_text, cap
     assert code == 0, err
     assert sorted(p.name for p in (run_dir / "tracks").glob("out.W*")) == [
         "out.W.bin", "out.W.json", "out.W[_,3].bin", "out.W[_,3].json"]
-    assert track.load(run_dir, "out.W[:, 3]").values.shape == (2, 16)  # one record per step, not two
+    assert track.load(run_dir, "out.W[:, 3]").values.shape == (2, 7)  # one record per step, not two
     info = json.loads((run_dir / "tracks" / "out.W.json").read_text())
     kept = info["indices"]
     assert len(kept) == 7 and kept[0] == 0 and info["shape"][0] == 16
@@ -122,9 +133,10 @@ def test_plot_a_caesar_run_draws_what_it_has(tmp_path, capsys):
     assert code == 0, err
     code, out, err = run_cli(capsys, "plot", run_dir)
     assert code == 0, err
-    assert "skipped learning-curve" in err and "Traceback" not in err
-    assert {"hidden.b.png", "out.b.png", "loss.png"} <= {p.rsplit("/", 1)[1] for p in out.split()}
+    assert {"learning-curve.png", "hidden.b.png", "out.b.png", "loss.png"} <= {p.rsplit("/", 1)[1] for p in out.split()}
     (run_dir / "metrics.jsonl").write_text("")
+    code, out, err = run_cli(capsys, "plot", run_dir)
+    assert code == 0 and "skipped learning-curve" in err and "Traceback" not in err
     for path in (run_dir / "tracks").iterdir():
         path.unlink()
     code, _, err = run_cli(capsys, "plot", run_dir)
@@ -157,4 +169,17 @@ def test_caesar_refuses_impossible_settings(tmp_path, capsys, flag, value):
 def test_caesar_records_its_resolved_settings(tmp_path, capsys):
     code, _, _ = run_cli(capsys, "caesar", "--run-dir", tmp_path / "c", "--passes", 1, "--optimizer", "sgd")
     saved = json.loads((tmp_path / "c" / "config.json").read_text())["config"]
-    assert code == 0 and saved["lr"] == 1.0 and saved["backend"] == "jax"
+    assert code == 0 and saved["optim"]["lr"] == 1.0 and saved["train"]["backend"] == "jax"
+    assert saved["model"]["model"] == "caesar" and saved["data"]["letters"] == 5000
+
+
+def test_the_explosion_check_is_the_model_s(tmp_path):
+    """A squared error may grow from near zero; a cross-entropy that triples has diverged."""
+    state = TrainState(first_loss=0.01)
+    loop = SimpleNamespace(trainer=SimpleNamespace(net=caesar_net), run_dir=RunDir(tmp_path))
+    Loop.check_finite(loop, state, 0.5, 1.0, 1.0)
+    with pytest.raises(UserError, match="NaN or infinite"):
+        Loop.check_finite(loop, state, float("nan"), 1.0, 1.0)
+    loop.trainer.net = lstm
+    with pytest.raises(UserError, match="exploded"):
+        Loop.check_finite(loop, state, 0.5, 1.0, 1.0)

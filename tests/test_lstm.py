@@ -49,8 +49,8 @@ def test_init_params_shapes_scale_and_forget_bias(rng):
 def test_forward_matches_numpy(rng, layers):
     cfg = ModelConfig(layers=layers, hidden=6)
     params, shared, x, y, h0, c0 = _build(cfg, rng)
-    fw = lstm.forward(shared, x, h0, c0)
-    fn = engine.compile_function([x, h0, c0], [fw.logits, fw.h, fw.c], "JAX")
+    fw = lstm.forward(shared, x, {"h": h0, "c": c0})
+    fn = engine.compile_function([x, h0, c0], [fw.logits, fw.state["h"], fw.state["c"]], "JAX")
     X, _, H0, C0 = _inputs(cfg, rng)
     logits, h, c = (np.asarray(a) for a in fn(X, H0, C0))
     ref_logits, ref_h, ref_c = lstm_forward(params, X, H0, C0)
@@ -59,14 +59,22 @@ def test_forward_matches_numpy(rng, layers):
     np.testing.assert_allclose(c, ref_c, rtol=1e-4, atol=1e-5)
 
 
-def test_hand_written_backward_matches_finite_differences(rng):
+# Weights of the gate sums in the second cost: gradients that flow into the gates.
+GATE_WEIGHTS = {"lstm.0.i": 0.05, "lstm.0.f": 0.1, "lstm.1.o": -0.07, "lstm.1.g": 0.03}
+
+
+@pytest.mark.parametrize("through_gates", [False, True])
+def test_hand_written_backward_matches_finite_differences(rng, through_gates):
     """The custom BPTT gradient, for every parameter and the initial state,
-    against central differences of the float64 NumPy reference."""
+    against central differences of the float64 NumPy reference; the second
+    cost also reads the gates themselves, as a regulariser would."""
     cfg = ModelConfig(layers=2, hidden=4)
     params, shared, x, y, h0, c0 = _build(cfg, rng)
-    fw = lstm.forward(shared, x, h0, c0)
+    fw = lstm.forward(shared, x, {"h": h0, "c": c0})
     # The cost uses the final cell state too, so its gradient path is checked.
-    cost = -lstm.log_probs(fw.logits, y).mean() + 0.1 * fw.c.sum()
+    cost = -lstm.log_probs(fw.logits, y).mean() + 0.1 * fw.state["c"].sum()
+    weights = GATE_WEIGHTS if through_gates else {}
+    cost += sum(w * fw.internals[name].sum() for name, w in weights.items())
     names = sorted(params)
     grads = pytensor.grad(cost, [shared[k] for k in names] + [h0, c0])
     fn = engine.compile_function([x, y, h0, c0], grads, "JAX")
@@ -74,9 +82,9 @@ def test_hand_written_backward_matches_finite_differences(rng):
     got = [np.asarray(g) for g in fn(X, Y, H0, C0)]
 
     def ref_cost(p, h, c):
-        logits, _, c_final = lstm_forward(p, X, h, c)
-        return mean_nll(logits, Y) + 0.1 * c_final.sum()
-
+        sums = {}
+        logits, _, c_final = lstm_forward(p, X, h, c, gate_sums=sums)
+        return mean_nll(logits, Y) + 0.1 * c_final.sum() + sum(w * sums[name] for name, w in weights.items())
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     targets = [(p64, k) for k in names] + [("h0", None), ("c0", None)]
     state = {"h0": H0.astype(np.float64), "c0": C0.astype(np.float64)}
@@ -98,7 +106,7 @@ def test_hand_written_backward_matches_scan_autodiff(rng):
     """Same gradients as PyTensor's automatic scan gradient of a plain LSTM scan."""
     cfg = ModelConfig(layers=1, hidden=5)
     params, shared, x, y, h0, c0 = _build(cfg, rng)
-    fw = lstm.forward(shared, x, h0, c0)
+    fw = lstm.forward(shared, x, {"h": h0, "c": c0})
     cost = -lstm.log_probs(fw.logits, y).mean()
     xp = shared["lstm.0.Wx"][x] + shared["lstm.0.b"]
     hs, *_ = pytensor.scan(
@@ -119,7 +127,7 @@ def test_dropout_masks_multiply_each_layer_output(rng):
     cfg = ModelConfig(layers=2, hidden=6)
     params, shared, x, y, h0, c0 = _build(cfg, rng)
     masks = [pt.tensor(f"m{i}", dtype="float32", shape=(T, B, 6)) for i in range(2)]
-    fw = lstm.forward(shared, x, h0, c0, masks)
+    fw = lstm.forward(shared, x, {"h": h0, "c": c0}, {f"lstm.{i}.dropout": m for i, m in enumerate(masks)})
     fn = engine.compile_function([x, h0, c0, *masks], fw.logits, "JAX")
     X, _, H0, C0 = _inputs(cfg, rng)
     M = [((rng.random((T, B, 6)) > 0.5) * 2).astype(np.float32) for _ in range(2)]

@@ -226,3 +226,27 @@ def test_adam_resumes_exactly(tmp_path, small_text, capsys):
     assert metrics(part) == metrics(whole)
     assert track.load(part, "adam.t").values.tolist() == list(range(5, 31, 5))
 
+
+
+def test_a_killed_caesar_run_resumes_exactly(tmp_path, capsys):
+    """The Caesar net goes through the same loop: killed twice at random moments and
+    resumed with `longmem train --resume`, it ends as the uninterrupted run."""
+    flags = ["--passes", 8, "--letters", 2000, "--track", "hidden.W[3]", "--track-every", 2]
+    reference = tmp_path / "reference"
+    assert run_cli(capsys, "caesar", "--run-dir", reference, *flags)[0] == 0
+    run_dir = tmp_path / "killed"
+    rnd = random.Random(7)
+    proc = _spawn(["caesar", "--run-dir", run_dir, *flags])
+    for _ in range(2):
+        target = _last_step(run_dir) + rnd.randint(62, 150)
+        _wait_for(lambda: _last_step(run_dir) >= target, proc)
+        time.sleep(rnd.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = _spawn(["train", "--resume", run_dir])
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert digest(capsys, run_dir)["digest"] == digest(capsys, reference)["digest"]
+    assert metrics(run_dir) == metrics(reference)
+    for name in sorted(p.name for p in (reference / "tracks").iterdir()):
+        assert (run_dir / "tracks" / name).read_bytes() == (reference / "tracks" / name).read_bytes(), name

@@ -44,7 +44,7 @@ def test_tracked_values_are_what_the_graph_computes(rng):
     # Direct evaluation: the gradient of the same loss, compiled on its own.
     shared = engine.share_all(params)
     xs, ys = pytensor.tensor.as_tensor(x), pytensor.tensor.as_tensor(y)
-    fw = lstm.forward(shared, xs, pytensor.tensor.as_tensor(h0), pytensor.tensor.as_tensor(c0))
+    fw = lstm.forward(shared, xs, {"h": pytensor.tensor.as_tensor(h0), "c": pytensor.tensor.as_tensor(c0)})
     grad_b = engine.compile_function([], pytensor.grad(-lstm.log_probs(fw.logits, ys).mean(), shared["out.b"]), "JAX")()
     _, _, *values = trainer.step_fn(x, y, h0, c0, np.float32(0.01))
     got = dict(zip(trainer.tracked, (np.asarray(v) for v in values)))
@@ -104,6 +104,7 @@ def test_writer_caps_elements_and_survives_a_torn_record(tmp_path):
     w = track.Writer(tmp_path / "tracks", cap=10)
     for step in (5, 10, 15):
         w.append(step, {"big": np.arange(40, dtype=np.float32) + step, "loss": np.float32(step / 10)})
+    w.flush()
     big = track.load(tmp_path, "big")
     assert big.indices == [0, 4, 9, 13, 17, 22, 26, 30, 35, 39]
     np.testing.assert_array_equal(big.steps, [5, 10, 15])
@@ -119,6 +120,7 @@ def test_writer_caps_elements_and_survives_a_torn_record(tmp_path):
     np.testing.assert_array_equal(raw["value"], big.values)
     sizes = w.sizes()
     w.append(20, {"loss": np.float32(2.0)})
+    w.close()
     w.truncate(sizes)
     assert track.load(tmp_path, "loss").steps.tolist() == [5, 10, 15]
     with pytest.raises(UserError, match="tracked: big, loss"):
@@ -131,6 +133,7 @@ def test_truncate_never_pads_a_track_that_lost_its_end(tmp_path):
     w = track.Writer(tmp_path / "tracks", cap=10)
     for step in (1, 2, 3):
         w.append(step, {"v": np.full(4, step, np.float32)})
+    w.close()
     recorded = w.sizes()  # 3 records of 8 + 16 bytes
     path = tmp_path / "tracks" / "v.bin"
     path.write_bytes(path.read_bytes()[:-5])  # the end of the third record is lost

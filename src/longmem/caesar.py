@@ -1,8 +1,12 @@
 """The first experiment: a logistic net learns the Caesar cipher a -> b, ..., z -> a.
 
-Reads the letters of a text in order, `batch` at a time, records tracked
-values (by default the hidden and output biases) while it trains, and writes
-per pass the loss and the accuracy over the text to metrics.jsonl.
+The net (`nets/caesar.py`) is trained by the one training loop, so a Caesar
+run has what every run has: checkpoints, exact resume (`longmem train
+--resume`), the non-finite check, tracked values (by default the hidden and
+output biases, at every step) and plots. Its "text" is the first `letters`
+ASCII letters of a text, read `batch` consecutive letters per step (one
+stream, windows of `batch`); its loss is the squared error. After each pass
+the loop scores the letters of the text (`train_accuracy` in metrics.jsonl).
 `compare` trains the same net with each optimizer from the same seed and
 draws the original's side-by-side figures.
 """
@@ -17,114 +21,87 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytensor.tensor as pt
 
-from longmem import engine, optim, plot, track
-from longmem.config import FORMAT, CaesarConfig, OptimConfig, validate_caesar
-from longmem.corpus import file_chunks, python_docs
+from longmem import corpus, plot
+from longmem.config import (CaesarConfig, DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig,
+                            validate_caesar)
 from longmem.errors import UserError
-from longmem.files import atomic_write
 from longmem.nets import caesar as net
-from longmem.rundir import RunDir, versions
+from longmem.rundir import RunDir
+from longmem.rundir import load as load_snapshot
 
 DEFAULT_TRACKS = ("hidden.b", "out.b")
 OPTIMIZERS = ("sgd", "rmsprop", "rmsprop-global")
 SAME_LETTER = 0.8  # a net giving one answer for this share of the text ignores its input
+SATURATED = 0.9  # ... as does one this share of whose outputs are stuck at 0 or 1
 
 
-def letters_of(cfg: CaesarConfig) -> tuple[np.ndarray, str]:
-    """The first `cfg.letters` ASCII letters of the text, lower-cased, as codes 0..25,
-    and the text's first line that has letters (to show the cipher on)."""
-    chunks = file_chunks(cfg.text)() if cfg.text else iter([python_docs()])
-    codes, line, total = [], None, 0
-    for chunk in chunks:
-        if line is None:
-            line = next((s for s in chunk.splitlines() if any(ch.isascii() and ch.isalpha() for ch in s)), None)
-        raw = np.frombuffer(chunk.lower().encode("ascii", "ignore"), dtype=np.uint8)
-        found = raw[(raw >= ord("a")) & (raw <= ord("z"))] - ord("a")
-        codes.append(found[: cfg.letters - total])
-        total += len(codes[-1])
-        if total >= cfg.letters:
-            break
-    codes = np.concatenate(codes) if codes else np.zeros(0, np.uint8)
-    if len(codes) < cfg.batch:
-        raise UserError(f"the text has {len(codes)} letters; --batch {cfg.batch} needs at least that many")
-    return codes.astype(np.int32), (line or "")[:80]
+def letters(cfg: CaesarConfig) -> np.ndarray:
+    """The experiment's letters as codes 0..25."""
+    return corpus.load("python-docs", cfg.text, cfg.letters).codes
+
+
+def first_line(cfg: CaesarConfig) -> str:
+    """The text's first line that has letters (to show the cipher on)."""
+    chunks = corpus.file_chunks(cfg.text) if cfg.text else corpus.string_chunks(corpus.python_docs())
+    for chunk in chunks():
+        for line in chunk.splitlines():
+            if any(ch.isascii() and ch.isalpha() for ch in line):
+                return line[:80]
+    return ""
+
+
+def run_config(cfg: CaesarConfig, n_letters: int) -> RunConfig:
+    """The training run of the experiment: one stream of letters, `batch` per step,
+    `passes` passes, evaluated on the letters after every pass."""
+    windows = (n_letters - 1) // cfg.batch
+    return RunConfig(
+        model=ModelConfig(model="caesar", hidden=cfg.hidden, init_scale=cfg.init_scale, dropout=0.0),
+        optim=OptimConfig(optimizer=cfg.optimizer, lr=cfg.lr, rho=cfg.rho, eps=cfg.eps, clip=0.0),
+        data=DataConfig(text=cfg.text, letters=cfg.letters, val_fraction=0.0, test_fraction=0.0),
+        train=TrainConfig(
+            batch=1, seq=cfg.batch, steps=cfg.passes * windows, seed=cfg.seed, log_every=windows,
+            eval_every=windows, eval_chars=n_letters, eval_split="train", sample_every=0,
+            checkpoint_every_steps=windows,
+            track=[*DEFAULT_TRACKS, *(cfg.track or [])], track_every=cfg.track_every,
+            track_max=cfg.track_max, backend=cfg.backend,
+        ),
+    )
 
 
 @dataclass
 class Result:
     accuracy: float  # over the letters of the text
     outputs: str  # the letter output for each input a..z
-    saturated: float  # fraction of outputs stuck near 0 or 1
+    saturated: float  # fraction of outputs (over all inputs) within 0.01 of 0 or 1
     history: list  # per pass: {"pass", "step", "loss", "accuracy"}
 
 
-class Net:
-    """The net's shared parameters, its compiled step and its predictions."""
+def train(cfg: CaesarConfig, run: RunDir) -> Result:
+    """Train one net in a new run directory; the result read from its last checkpoint."""
+    from longmem import launch
 
-    def __init__(self, cfg: CaesarConfig, mode: str):
-        self.cfg = cfg
-        self.params = engine.share_all(net.init_params(cfg.hidden, cfg.init_scale, np.random.default_rng(cfg.seed)))
-        x = pt.tensor("x", dtype="int32", shape=(cfg.batch,))
-        lr = pt.scalar("lr", dtype="float32")
-        fw = net.forward(self.params, x)
-        loss = net.squared_error(fw.out, (x + 1) % net.LETTERS)
-        o = OptimConfig(optimizer=cfg.optimizer, rho=cfg.rho, eps=cfg.eps, clip=0.0)
-        step = optim.minimize(loss, self.params, lr, o)
-        self.tracked = track.names([*track.DEFAULTS, *DEFAULT_TRACKS, *(cfg.track or [])])
-        sources = step.sources | {"hidden": fw.hidden.mean(axis=0), "out": fw.out.mean(axis=0)}
-        values = track.resolve(self.tracked, sources)
-        self.step = engine.compile_function([x, lr], list(values.values()), mode, step.updates, "caesar_step")
-        every = pt.arange(net.LETTERS, dtype="int32")
-        self.activations = engine.compile_function([], net.forward(self.params, every).out, mode)
-
-    def outputs(self) -> np.ndarray:
-        """The letter the net answers (its largest output) for each input letter a..z."""
-        return engine.to_numpy(self.activations()).argmax(axis=1)
-
-    def saturated(self) -> float:
-        """Fraction of outputs (over all inputs) within 0.01 of 0 or 1, where the
-        logistic function's gradient has all but vanished."""
-        out = engine.to_numpy(self.activations())
-        return float((np.minimum(out, 1 - out) < 0.01).mean())
+    cfg = validate_caesar(dataclasses.replace(cfg))
+    codes = letters(cfg)
+    if len(codes) <= cfg.batch:
+        raise UserError(f"the text has {len(codes)} letters; --batch {cfg.batch} needs more than that many")
+    launch.start(run_config(cfg, len(codes)), run)
+    out = net.outputs(load_snapshot(run).params)
+    answers = out.argmax(axis=1)
+    correct = answers == (np.arange(net.LETTERS) + 1) % net.LETTERS
+    return Result(
+        accuracy=float(correct[codes].mean()),
+        outputs="".join(string.ascii_lowercase[i] for i in answers),
+        saturated=float((np.minimum(out, 1 - out) < 0.01).mean()),
+        history=history(run),
+    )
 
 
-def train(cfg: CaesarConfig, run: RunDir, mode: str, quiet: bool = False) -> Result:
-    """Train one net in a new run directory: config.json, metrics.jsonl and tracks/."""
-    validate_caesar(cfg)
-    codes, _ = letters_of(cfg)
-    the_net = Net(cfg, mode)
-    run.claim()
-    info = {"format": FORMAT, "experiment": "caesar", "versions": versions(), "config": dataclasses.asdict(cfg)}
-    atomic_write(run.config, (json.dumps(info, indent=2) + "\n").encode())
-    writer = track.Writer(run.tracks, cfg.track_max)
-    lr = np.float32(cfg.learning_rate())
-    batches = len(codes) // cfg.batch
-    history, step = [], 0
-    for p in range(1, cfg.passes + 1):
-        losses = []
-        for b in range(batches):
-            values = dict(zip(the_net.tracked, the_net.step(codes[b * cfg.batch : (b + 1) * cfg.batch], lr)))
-            step += 1
-            losses.append(float(values["loss"]))
-            if step % cfg.track_every == 0:
-                writer.append(step, values)
-        accuracy = _accuracy(the_net.outputs(), codes)
-        record = {"pass": p, "step": step, "loss": float(np.mean(losses)), "accuracy": accuracy}
-        history.append(record)
-        with run.metrics.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if not quiet:
-            print(f"pass {p:4d}  loss {record['loss']:.4f}  accuracy {100 * accuracy:5.1f}%", file=sys.stderr)
-    outputs = "".join(string.ascii_lowercase[i] for i in the_net.outputs())
-    return Result(history[-1]["accuracy"], outputs, the_net.saturated(), history)
-
-
-def _accuracy(outputs: np.ndarray, codes: np.ndarray) -> float:
-    """Fraction of the text's letters whose output is the next letter of the alphabet."""
-    correct = outputs == (np.arange(net.LETTERS) + 1) % net.LETTERS
-    return float(correct[codes].mean())
+def history(run: RunDir) -> list[dict]:
+    """Per pass: the mean loss over the pass and the accuracy on the letters."""
+    rows = [json.loads(line) for line in run.metrics.read_text().splitlines() if line.strip()]
+    return [{"pass": r["epoch"], "step": r["step"], "loss": r["loss"], "accuracy": r["train_accuracy"]}
+            for r in rows if "train_accuracy" in r]
 
 
 def dominant(outputs: str, codes: np.ndarray) -> tuple[str, float]:
@@ -141,31 +118,32 @@ def decode(line: str, outputs: str) -> str:
 
 
 def report(result: Result, cfg: CaesarConfig) -> str:
-    _, line = letters_of(cfg)
+    cfg = validate_caesar(dataclasses.replace(cfg))
+    line = first_line(cfg)
     lines = [
         f"accuracy {100 * result.accuracy:.1f}% on the text after {cfg.passes} passes "
-        f"({cfg.optimizer}, batch {cfg.batch}, lr {cfg.learning_rate():g})",
+        f"({cfg.optimizer}, batch {cfg.batch}, lr {cfg.lr:g})",
         f"input   {line.lower()}",
         f"output  {decode(line, result.outputs)}",
         f"cipher  {decode(line, string.ascii_lowercase[1:] + 'a')}",
     ]
-    letter, share = dominant(result.outputs, letters_of(cfg)[0])
-    if share >= SAME_LETTER:
+    letter, share = dominant(result.outputs, letters(cfg))
+    if share >= SAME_LETTER or (result.saturated >= SATURATED and result.accuracy < 0.5):
         lines.append(
-            f"the net answers {letter!r} for {100 * share:.0f}% of the letters, whatever they are: "
+            f"the net answers {letter!r} for {100 * share:.0f}% of the letters and "
+            f"{len(set(result.outputs))} letters in all, whatever they are: "
             f"{100 * result.saturated:.0f}% of its outputs are stuck at 0 or 1, where the logistic "
             "gradient vanishes (the original's bug); try a smaller --init-scale"
         )
     return "\n".join(lines)
 
 
-def compare(cfg: CaesarConfig, run: RunDir, mode: str, plots: Path, units: int = 6) -> list[Path]:
+def compare(cfg: CaesarConfig, run: RunDir, plots: Path, units: int = 6) -> list[Path]:
     """Train with SGD and both RMSprops from the same seed; draw their biases and accuracy."""
     run.claim()
     results = {}
     for name in OPTIMIZERS:
-        sub = dataclasses.replace(cfg, optimizer=name)
-        results[name] = train(sub, RunDir(run.path / name), mode, quiet=True)
+        results[name] = train(dataclasses.replace(cfg, optimizer=name), RunDir(run.path / name))
         print(f"{name:15s} accuracy {100 * results[name].accuracy:5.1f}%", file=sys.stderr)
     chosen = list(np.linspace(0, cfg.hidden - 1, units).round().astype(int))
     panels = []

@@ -124,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_arg(memory)
     memory.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
     memory.add_argument("--text", help="measure on this UTF-8 file instead of a split of the run's text")
-    memory.add_argument("--positions", type=int, default=2000, help="positions scored for every k")
-    memory.add_argument("--max-context", type=int, default=1024, help="the longest context k")
-    memory.add_argument("--seed", type=int, default=0, help="seed of the positions drawn")
+    _curve_args(memory)
     memory.add_argument("--json", action="store_true", help="print one JSON object")
     memory.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
     memory.set_defaults(func=cmd_memory)
@@ -141,9 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories")
     compare.add_argument("--out", required=True, help="folder for the table and figures")
     compare.add_argument("--names", nargs="+", metavar="LABEL", help="labels, one per run (default: folder names)")
-    compare.add_argument("--positions", type=int, default=2000, help="positions of the memory curves")
-    compare.add_argument("--max-context", type=int, default=1024, help="the longest context of the memory curves")
-    compare.add_argument("--seed", type=int, default=0, help="seed of the memory curves' positions")
+    _curve_args(compare)
     compare.add_argument("--backend", choices=engine.BACKENDS, default=None,
                          help="execution backend (default: each run's)")
     compare.set_defaults(func=cmd_compare)
@@ -172,6 +168,13 @@ def _version() -> str:
         return metadata.version("longmem")
     except metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+def _curve_args(parser: argparse.ArgumentParser) -> None:
+    """The settings of a memory curve."""
+    parser.add_argument("--positions", type=int, default=2000, help="positions scored for every context k")
+    parser.add_argument("--max-context", type=int, default=1024, help="the longest context k")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the positions drawn")
 
 
 def _run_arg(parser: argparse.ArgumentParser) -> None:
@@ -254,12 +257,11 @@ def cmd_caesar(args) -> None:
     cfg = config.CaesarConfig(**config.overrides(args, config.CaesarConfig))
     config.validate_caesar(dataclasses.replace(cfg))  # each optimizer of --compare has its own lr
     run = RunDir(args.run_dir or Path("runs") / f"caesar-{time.strftime('%Y%m%d-%H%M%S')}")
-    mode = engine.configure(cfg.backend, "cpu")
     if args.compare:
-        for path in caesar.compare(cfg, run, mode, Path(args.plots) if args.plots else run.plots):
+        for path in caesar.compare(cfg, run, Path(args.plots) if args.plots else run.plots):
             print(path)
         return
-    result = caesar.train(cfg, run, mode)
+    result = caesar.train(cfg, run)
     print(caesar.report(result, cfg))
     print(f"run saved in {run.path}; plot the biases with: longmem plot {run.path} hidden.b --select 0,1,2")
 

@@ -24,7 +24,8 @@ def opt(default, help: str, **cli):
 
 @dataclass
 class ModelConfig:
-    model: str = opt("lstm", "model type", choices=["lstm"])
+    model: str = opt("lstm", "model type (caesar: the first experiment's net; see `longmem caesar`)",
+                     choices=["lstm", "caesar"])
     layers: int = opt(1, "number of stacked LSTM layers")
     hidden: int = opt(256, "LSTM cells per layer")
     init_scale: float = opt(
@@ -55,6 +56,10 @@ class OptimConfig:
 class DataConfig:
     corpus: str = opt("python-docs", "built-in corpus", choices=["python-docs", "huck-finn"])
     text: str | None = opt(None, "train on this UTF-8 file instead of a built-in corpus")
+    letters: int | None = opt(
+        None, "keep only the first N ASCII letters of the text, lower-cased, with the 26 letters "
+        "as the vocabulary (the Caesar experiment's data)"
+    )
     val_fraction: float = opt(0.05, "last part of the text held out for validation")
     test_fraction: float = opt(0.05, "part before the validation split held out for testing")
 
@@ -72,6 +77,8 @@ class TrainConfig:
     log_every: int = opt(10, "steps between lines of metrics.jsonl")
     eval_every: int = opt(200, "steps between validation evaluations")
     eval_chars: int = opt(100_000, "at most this many validation characters per evaluation")
+    eval_split: str = opt("val", "the split evaluated during training (the Caesar experiment "
+                          "scores its training letters)", choices=["val", "train"])
     sample_every: int = opt(500, "steps between samples written to samples.txt")
     sample_length: int = opt(200, "characters per training sample")
     checkpoint_every_steps: int = opt(500, "steps between checkpoints")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import string
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -121,8 +122,9 @@ class Corpus:
     codes: np.ndarray  # (N,) small unsigned ints
 
 
-def load(corpus: str, text: str | None) -> Corpus:
-    """The training text named by --corpus or --text, with its vocabulary."""
+def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
+    """The training text named by --corpus or --text, with its vocabulary; with
+    `letters`, only its first that many ASCII letters (see `letters_of`)."""
     if text is not None:
         chunks, name = file_chunks(text), str(text)
     elif corpus == "python-docs":
@@ -131,11 +133,30 @@ def load(corpus: str, text: str | None) -> Corpus:
         chunks, name = file_chunks(huck_finn_path()), corpus
     else:
         raise UserError(f"unknown corpus {corpus!r}; choose python-docs or huck-finn")
+    if letters is not None:
+        return Corpus(f"the first {letters} letters of {name}", Vocab(string.ascii_lowercase),
+                      letters_of(chunks, letters, name))
     vocab = build_vocab(chunks)
     codes = encode(chunks, vocab)
     if len(codes) == 0:
         raise UserError(f"{name}: the text is empty")
     return Corpus(name, vocab, codes)
+
+
+def letters_of(chunks: Chunks, n: int, name: str = "the text") -> np.ndarray:
+    """The first n ASCII letters of a text, lower-cased, as codes 0..25 (a..z)."""
+    parts, total = [], 0
+    for chunk in chunks():
+        raw = np.frombuffer(chunk.lower().encode("ascii", "ignore"), dtype=np.uint8)
+        found = raw[(raw >= ord("a")) & (raw <= ord("z"))] - ord("a")
+        parts.append(found[: n - total])
+        total += len(parts[-1])
+        if total >= n:
+            break
+    codes = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    if len(codes) < 2:
+        raise UserError(f"{name} has {len(codes)} ASCII letters; it needs at least 2")
+    return codes.astype(np.uint8)
 
 
 def python_docs() -> str:

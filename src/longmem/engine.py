@@ -83,6 +83,13 @@ def share_all(arrays: dict[str, np.ndarray]) -> dict:
     return {name: shared(value, name) for name, value in arrays.items()}
 
 
+def inputs(arrays: dict[str, np.ndarray]) -> dict:
+    """Symbolic inputs with the names, dtypes and (static) shapes of `arrays`."""
+    import pytensor.tensor as pt
+
+    return {name: pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in arrays.items()}
+
+
 def compile_function(inputs, outputs, mode: str, updates=None, name: str | None = None):
     """Compile a PyTensor function in `mode` (one function per input shape)."""
     import pytensor

@@ -32,11 +32,12 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     """Begin a new run in `run_dir` (which must not hold one already)."""
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device)
-    corpus = load_corpus(cfg.data.corpus, cfg.data.text)
+    corpus = load_corpus(cfg.data.corpus, cfg.data.text, cfg.data.letters)
     bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
     splits = {k: corpus.codes[a:b] for k, (a, b) in bounds.items()}
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     cfg.model.vocab_size = len(corpus.vocab)
+    _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
@@ -44,10 +45,13 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
 
 
 def _from_scratch(run_dir, cfg, vocab, splits, mode) -> TrainState:
-    params = NETS[cfg.model.model].init_params(cfg.model, len(vocab), np.random.default_rng(cfg.train.seed))
-    trainer = Trainer(cfg, params, mode)
-    h = np.zeros((cfg.model.layers, cfg.train.batch, cfg.model.hidden), np.float32)
-    return Loop(run_dir, cfg, vocab, splits, trainer).run(new_state(cfg), h, h.copy())
+    trainer = Trainer(cfg, _init_params(cfg, vocab), mode)
+    carried = trainer.net.init_state(cfg.model, cfg.train.batch)
+    return Loop(run_dir, cfg, vocab, splits, trainer).run(new_state(cfg), carried)
+
+
+def _init_params(cfg: RunConfig, vocab: Vocab) -> dict[str, np.ndarray]:
+    return NETS[cfg.model.model].init_params(cfg.model, len(vocab), np.random.default_rng(cfg.train.seed))
 
 
 def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
@@ -85,18 +89,23 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     trainer = Trainer(cfg, snap.params, mode)
     trainer.restore_optim(snap.optim, str(snap.path))
     print(f"longmem: resuming {run_dir.path} at step {step} from {snap.path.name}", file=sys.stderr)
-    return Loop(run_dir, cfg, vocab, splits, trainer).run(state, snap.state["h"], snap.state["c"])
+    return Loop(run_dir, cfg, vocab, splits, trainer).run(state, snap.state)
 
 
 def _check_params(cfg: RunConfig, vocab: Vocab, snap) -> None:
-    """The checkpoint must hold exactly the parameters the model has, in their shapes."""
-    expected = NETS[cfg.model.model].init_params(cfg.model, len(vocab), np.random.default_rng(0))
-    for name in sorted(set(expected) | set(snap.params)):
-        if name not in snap.params or name not in expected or snap.params[name].shape != expected[name].shape:
-            raise checkpoint.CheckpointError(
-                f"{snap.path}: parameter {name!r} does not match the model of its configuration "
-                f"(format {checkpoint.FORMAT}); it cannot be resumed"
-            )
+    """The checkpoint must hold exactly the parameters and the state the model has,
+    in their shapes."""
+    net = NETS[cfg.model.model]
+    for kind, expected, found in (
+        ("parameter", net.init_params(cfg.model, len(vocab), np.random.default_rng(0)), snap.params),
+        ("state", net.init_state(cfg.model, cfg.train.batch), snap.state),
+    ):
+        for name in sorted(set(expected) | set(found)):
+            if name not in found or name not in expected or found[name].shape != expected[name].shape:
+                raise checkpoint.CheckpointError(
+                    f"{snap.path}: {kind} {name!r} does not match the model of its configuration "
+                    f"(format {checkpoint.FORMAT}); it cannot be resumed"
+                )
 
 
 def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:

@@ -68,9 +68,9 @@ def measure(predictor: Predictor, codes: np.ndarray, ks: list[int], positions: i
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(candidates, size=min(positions, len(candidates)), replace=False))
     # Unlimited: one stream through the text, state carried; entry i predicts codes[i + 1].
-    lp, guess, _ = predictor.scores(codes[: chosen[-1] + 1], 1, seq)
+    lp, guess, target = predictor.scores(codes[: chosen[-1] + 1], 1, seq)
     unlimited_bits = -lp[0, chosen - 1].astype(np.float64) / math.log(2)
-    unlimited_right = guess[0, chosen - 1] == codes[chosen]
+    unlimited_right = guess[0, chosen - 1] == target[0, chosen - 1]
     bpc, accuracy = [], []
     for k in ks:
         bits, right = _with_context(predictor, codes, chosen, k)
@@ -92,18 +92,15 @@ def summary(ks: list[int], bpc: list[float], unlimited: float) -> tuple[int | No
 def _with_context(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, k: int):
     """Bits and hits at each chosen position p, reading codes[p - k : p] from a zero state."""
     bits, right = [], []
-    window = predictor.window_fn(k, min(CHUNK, len(chosen)))
     width = min(CHUNK, len(chosen))
     offsets = np.arange(-k, 1)  # the k inputs and, last, the target
     for start in range(0, len(chosen), width):
         part = chosen[start : start + width]
         padded = np.concatenate([part, np.repeat(part[-1:], width - len(part))])  # one compiled shape
         cols = codes[padded[None, :] + offsets[:, None]].astype(np.int32)  # (k + 1, width)
-        h, c = predictor.zero_state(width)
-        lp, guess, _, _ = window(cols[:-1], cols[1:], h, c)
-        lp, guess = np.asarray(lp)[-1, : len(part)], np.asarray(guess)[-1, : len(part)]
-        bits.append(-lp.astype(np.float64) / math.log(2))
-        right.append(guess == codes[part])
+        lp, guess, target, _ = predictor.window(cols[:-1], cols[1:], predictor.zero_state(width))
+        bits.append(-lp[-1, : len(part)].astype(np.float64) / math.log(2))
+        right.append(guess[-1, : len(part)] == target[-1, : len(part)])
     return np.concatenate(bits), np.concatenate(right)
 
 
@@ -143,6 +140,7 @@ def figure(curves: dict[str, Curve], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, (label, curve) in enumerate(curves.items()):
@@ -151,6 +149,7 @@ def figure(curves: dict[str, Curve], path: Path) -> Path:
         ax.axhline(curve.unlimited_bpc, color=color, ls="--", lw=1,
                    label=f"{label} unlimited".strip())
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("characters of context (k)")
     ax.set_ylabel("held-out bits per character")
     ax.set_title("how far back the model's memory reaches")

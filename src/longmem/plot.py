@@ -99,7 +99,7 @@ def learning_curves(run: RunDir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         except ValueError:
             continue
     curves = {}
-    for key in ("bpc", "val_bpc"):
+    for key in ("bpc", "val_bpc", "train_bpc"):
         kept = [r for r in rows if isinstance(r, dict) and key in r and "step" in r]
         if kept:
             curves[key] = (np.array([r["step"] for r in kept]), np.array([r[key] for r in kept]))
@@ -226,7 +226,7 @@ def _panel(runs: list[RunDir], labels: list[str], name: str, opts: Options) -> P
             for key, (steps, values) in found.items():
                 every_step.append(steps)
                 s, v = transform(steps, values, crop=opts.crop, smooth=opts.smooth)
-                text = "training" if key == "bpc" else "validation"
+                text = {"bpc": "training", "val_bpc": "validation", "train_bpc": "training text, evaluated"}[key]
                 curves.append(Curve(f"{label} {text}".strip(), s, v))
             continue
         found = series(run, name)

@@ -120,7 +120,7 @@ class RunDir:
 
     def load_text(self, info: dict, data) -> Corpus:
         """The run's training text (a DataConfig names it), refused if it has changed."""
-        corpus = load_corpus(data.corpus, data.text)
+        corpus = load_corpus(data.corpus, data.text, data.letters)
         # The digest is of the codes, so the vocabulary must match too.
         if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab.chars != self.read_vocab():
             raise UserError(f"the text of {self.path} has changed since it was trained; use --text PATH")

@@ -61,33 +61,37 @@ class Predictor:
         self._windows: dict[tuple[int, int], object] = {}
         self._step = None
 
-    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        shape = (self.cfg.layers, batch, self.cfg.hidden)
-        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-
-    def _symbols(self, T: int, B: int):
-        x = pt.tensor("x", dtype="int32", shape=(T, B))
-        shape = (self.cfg.layers, B, self.cfg.hidden)
-        h0 = pt.tensor("h0", dtype="float32", shape=shape)
-        c0 = pt.tensor("c0", dtype="float32", shape=shape)
-        return x, h0, c0
+    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
+        return self.net.init_state(self.cfg, batch)
 
     def window_fn(self, T: int, B: int):
-        """(x, y, h0, c0) -> (log p(y) (T, B), guesses (T, B), h, c)."""
+        """(x, y, *state) -> (log p(target) (T, B), guesses (T, B), target (T, B), *new state)."""
         if (T, B) not in self._windows:
-            x, h0, c0 = self._symbols(T, B)
+            x = pt.tensor("x", dtype="int32", shape=(T, B))
             y = pt.tensor("y", dtype="int32", shape=(T, B))
-            fw = self.net.forward(self.params, x, h0, c0)
-            outputs = [self.net.log_probs(fw.logits, y), fw.logits.argmax(axis=-1), fw.h, fw.c]
-            self._windows[T, B] = engine.compile_function([x, y, h0, c0], outputs, self.mode)
+            state = engine.inputs(self.zero_state(B))
+            fw = self.net.forward(self.params, x, state)
+            target = self.net.target(x, y)
+            outputs = [self.net.log_probs(fw.logits, target), fw.logits.argmax(axis=-1), target,
+                       *fw.state.values()]
+            self._windows[T, B] = engine.compile_function([x, y, *state.values()], outputs, self.mode)
         return self._windows[T, B]
 
+    def window(self, x: np.ndarray, y: np.ndarray, state: dict):
+        """For a window x (T, B) followed by y: log p of the model's targets (T, B), its
+        guesses (T, B), the targets (T, B) and the state after the window."""
+        lp, guess, target, *after = self.window_fn(*x.shape)(x, y, *state.values())
+        return (engine.to_numpy(lp), engine.to_numpy(guess), engine.to_numpy(target),
+                dict(zip(state, after)))
+
     def step_fn(self):
-        """(x (1, 1), h0, c0) -> (logits (V,), h, c): one character at a time."""
+        """(x (1, 1), *state) -> (logits (V,), *new state): one character at a time."""
         if self._step is None:
-            x, h0, c0 = self._symbols(1, 1)
-            fw = self.net.forward(self.params, x, h0, c0)
-            self._step = engine.compile_function([x, h0, c0], [fw.logits[0, 0], fw.h, fw.c], self.mode)
+            x = pt.tensor("x", dtype="int32", shape=(1, 1))
+            state = engine.inputs(self.zero_state(1))
+            fw = self.net.forward(self.params, x, state)
+            self._step = engine.compile_function([x, *state.values()], [fw.logits[0, 0], *fw.state.values()],
+                                                 self.mode)
         return self._step
 
     def evaluate(self, codes: np.ndarray, batch: int, seq: int, guesses: bool = False) -> EvalResult:
@@ -114,14 +118,14 @@ class Predictor:
             raise UserError("text too short to evaluate: it needs at least 2 characters")
         seq = min(seq, len(codes) - 1)
         streams = Streams(codes, max(1, min(batch, (len(codes) - 1) // seq)), seq, "text to evaluate")
-        h, c = self.zero_state(streams.batch)
+        state = self.zero_state(streams.batch)
         lps, guesses, targets = [], [], []
         for start in range(0, streams.length, seq):  # whole windows, then a shorter last one
             x, y = streams.columns(start, min(start + seq, streams.length))  # (T, B)
-            lp, guess, h, c = self.window_fn(*x.shape)(x, y, h, c)
-            lps.append(engine.to_numpy(lp).T)  # (B, T)
-            guesses.append(engine.to_numpy(guess).T)
-            targets.append(y.T)
+            lp, guess, target, state = self.window(x, y, state)
+            lps.append(lp.T)  # (B, T)
+            guesses.append(guess.T)
+            targets.append(target.T)
         return tuple(np.concatenate(parts, axis=1) for parts in (lps, guesses, targets))
 
     def generate(
@@ -139,13 +143,12 @@ class Predictor:
         if not prime:
             raise UserError("--prime must have at least one character")
         codes = vocab.encode(prime, "the priming text")
-        step = self.step_fn()
-        h, c = self.zero_state(1)
+        step, state = self.step_fn(), list(self.zero_state(1).values())
         for code in codes[:-1]:
-            _, h, c = step(np.array([[code]], np.int32), h, c)
+            _, *state = step(np.array([[code]], np.int32), *state)
         out, code = [], int(codes[-1])
         for _ in range(length):
-            logits, h, c = step(np.array([[code]], np.int32), h, c)
+            logits, *state = step(np.array([[code]], np.int32), *state)
             code = sample_code(engine.to_numpy(logits), rng, temperature, top_k)
             out.append(code)
         return vocab.decode(out)

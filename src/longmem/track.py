@@ -128,28 +128,45 @@ class Series:
 
 
 class Writer:
-    """Appends records of tracked values; knows how long each file is."""
+    """Appends records of tracked values; knows how long each file is.
+
+    Files stay open between records (a step may record many values), so what
+    was appended reaches the file on `flush` (or `close`); the loop flushes
+    them before every checkpoint, which records their lengths.
+    """
 
     def __init__(self, directory: Path, cap: int):
         self.directory, self.cap = directory, cap
         self.kept: dict[str, np.ndarray | None] = {}
+        self.files: dict[str, object] = {}
+        self.lengths = {p.name: p.stat().st_size for p in self.paths()}
 
     def append(self, step: int, values: dict[str, np.ndarray]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         for name, value in values.items():
             value = np.asarray(value, dtype=np.float32)
             if name not in self.kept:
                 self._start(name, value)
             kept = self.kept[name]
             flat = value.reshape(-1) if kept is None else value.reshape(-1)[kept]
-            with (self.directory / f"{file_stem(name)}.bin").open("ab") as f:
-                f.write(np.int64(step).astype("<i8").tobytes() + flat.astype("<f4").tobytes())
+            record = np.int64(step).astype("<i8").tobytes() + flat.astype("<f4").tobytes()
+            self.files[name].write(record)
+            self.lengths[self.files[name].name.rsplit("/", 1)[-1]] += len(record)
 
     def paths(self) -> list[Path]:
         """Every record file, for making them durable before a checkpoint."""
         return sorted(self.directory.glob("*.bin"))
 
+    def flush(self) -> None:
+        for f in self.files.values():
+            f.flush()
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+        self.files.clear()
+
     def _start(self, name: str, value: np.ndarray) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         header = self.directory / f"{file_stem(name)}.json"
         other = next((n for n in self.kept if file_stem(n) == file_stem(name)), None)
         if other is not None:
@@ -165,10 +182,13 @@ class Writer:
                     "indices": None if kept is None else kept.tolist()}
             atomic_write(header, (json.dumps(info) + "\n").encode())
         self.kept[name] = kept
+        path = self.directory / f"{file_stem(name)}.bin"
+        self.files[name] = path.open("ab")
+        self.lengths[path.name] = self.files[name].tell()
 
     def sizes(self) -> dict[str, int]:
-        """Bytes in each track file now (saved in checkpoints)."""
-        return {p.name: p.stat().st_size for p in self.paths()}
+        """Bytes in each track file once flushed (saved in checkpoints)."""
+        return dict(self.lengths)
 
     def truncate(self, sizes: dict[str, int]) -> dict[str, int]:
         """Cut every track back to `sizes`, as at a checkpoint; newer tracks go.

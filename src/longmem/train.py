@@ -7,6 +7,7 @@ checkpoint, so a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -64,54 +65,56 @@ class TrainState:
 class Trainer:
     """The network's shared variables and its compiled training step.
 
-    step_fn(x, y, h0, c0, lr, *masks) -> (h, c, *tracked values), where the
-    tracked values are those named in `self.tracked` (the defaults first).
+    step_fn(x, y, *state, lr, *masks) -> (*new state, *tracked values), with
+    the state in the order of the model's init_state and the tracked values
+    those named in `self.tracked` (the defaults first).
     """
 
     def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
         started = time.monotonic()
         self.cfg, self.mode = cfg, mode
+        self.net = NETS[cfg.model.model]
         self.params = engine.share_all(params)
         self.predictor = Predictor(self.params, cfg.model, mode)
         self.tracked = track.names([*track.DEFAULTS, *(cfg.train.track or [])])
+        self.noise = self.net.noise(cfg.model, cfg.train.seq, cfg.train.batch)
         self.step_fn, self.optim_state = self._compile_step()
         self.compile_seconds = time.monotonic() - started
 
     def _compile_step(self):
-        m, t = self.cfg.model, self.cfg.train
-        T, B, L, H = t.seq, t.batch, m.layers, m.hidden
-        x = pt.tensor("x", dtype="int32", shape=(T, B))
-        y = pt.tensor("y", dtype="int32", shape=(T, B))
-        h0 = pt.tensor("h0", dtype="float32", shape=(L, B, H))
-        c0 = pt.tensor("c0", dtype="float32", shape=(L, B, H))
+        t = self.cfg.train
+        x = pt.tensor("x", dtype="int32", shape=(t.seq, t.batch))
+        y = pt.tensor("y", dtype="int32", shape=(t.seq, t.batch))
+        state = engine.inputs(self.net.init_state(self.cfg.model, t.batch))
         lr = pt.scalar("lr", dtype="float32")
-        masks = [pt.tensor(f"mask{i}", dtype="bool", shape=(T, B, H)) for i in range(self.n_masks)]
-        keep = np.float32(1 / (1 - m.dropout))  # inverted dropout: kept units are scaled up
-        net = NETS[m.model]
-        fw = net.forward(self.params, x, h0, c0, [mask * keep for mask in masks] or None)
-        loss = -net.log_probs(fw.logits, y).mean()
+        keep = {name: pt.tensor(name, dtype="bool", shape=shape) for name, (shape, _) in self.noise.items()}
+        # Inverted dropout: kept units are scaled up by 1 / (1 - p).
+        masks = {name: keep[name] * np.float32(1 / (1 - p)) for name, (_, p) in self.noise.items()}
+        fw = self.net.forward(self.params, x, state, masks)
+        loss = self.net.loss(fw, self.net.target(x, y)) + sum(fw.losses.values())
         step = optim.minimize(loss, self.params, lr, self.cfg.optim)
-        tracked = track.resolve(self.tracked, step.sources | fw.internals)
+        # Internals are tracked as their mean over the window and the streams.
+        internals = {name: value.mean(axis=(0, 1)) for name, value in fw.internals.items()}
+        tracked = track.resolve(self.tracked, step.sources | internals | fw.losses)
         fn = engine.compile_function(
-            [x, y, h0, c0, lr, *masks], [fw.h, fw.c, *tracked.values()], self.mode, step.updates,
-            "train_step",
+            [x, y, *state.values(), lr, *keep.values()], [*fw.state.values(), *tracked.values()],
+            self.mode, step.updates, "train_step",
         )
         return fn, step.state
-    @property
-    def n_masks(self) -> int:
-        return self.cfg.model.layers if self.cfg.model.dropout > 0 else 0
+
+    def step(self, x, y, state: dict, lr: float, rng: np.random.Generator) -> tuple[dict, dict]:
+        """One training step: the new state and the tracked values by name."""
+        out = self.step_fn(x, y, *state.values(), np.float32(lr), *self.dropout_masks(rng))
+        return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
 
     def dropout_masks(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Which units each layer keeps, drawn on the host from the checkpointed
+        """Which units each mask keeps, drawn on the host from the checkpointed
         generator so that a run is reproducible on any backend. Comparing 16
         random bits with p * 65536 is twice as fast as drawing floats."""
-        t = self.cfg.train
-        shape = (t.seq, t.batch, self.cfg.model.hidden)
-        threshold = round(self.cfg.model.dropout * 65536)
         masks = []
-        for _ in range(self.n_masks):
-            bits = np.frombuffer(rng.bytes(2 * t.seq * t.batch * self.cfg.model.hidden), dtype="<u2")
-            masks.append(bits.reshape(shape) >= threshold)
+        for shape, p in self.noise.values():
+            bits = np.frombuffer(rng.bytes(2 * int(np.prod(shape))), dtype="<u2")
+            masks.append(bits.reshape(shape) >= round(p * 65536))
         return masks
 
     def lr(self, step: int) -> float:
@@ -191,8 +194,12 @@ class Loop:
         self.goal = cfg.train.steps
         self.since_log = [0, 0.0]  # timed steps and their seconds since the last metrics line
 
-    def run(self, state: TrainState, h: np.ndarray, c: np.ndarray) -> TrainState:
-        """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end."""
+    def run(self, state: TrainState, carried: dict[str, np.ndarray]) -> TrainState:
+        """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end.
+
+        `carried` is the model's recurrent state at the cursor (named as its
+        init_state names it).
+        """
         t, trainer = self.cfg.train, self.trainer
         rng = np.random.default_rng()
         rng.bit_generator.state = state.rng
@@ -200,13 +207,12 @@ class Loop:
         self.clock = (time.monotonic() - trainer.compile_seconds, state.elapsed, state.step)
         last_save, saved = time.monotonic(), None
         self.progress = Progress(self.goal, state.step)
-        with StopFlag() as stop, self.progress:
+        with StopFlag() as stop, self.progress, contextlib.closing(self.tracks):
             while not self.done(state) and stop.signal is None:
                 x, y = self.streams.window(state.cursor.window)
                 lr = trainer.lr(state.step)
                 started = time.monotonic()
-                h, c, *values = trainer.step_fn(x, y, h, c, np.float32(lr), *trainer.dropout_masks(rng))
-                values = dict(zip(trainer.tracked, values))
+                carried, values = trainer.step(x, y, carried, lr, rng)
                 loss = float(values["loss"])  # waits for the step to finish
                 self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()
@@ -220,15 +226,15 @@ class Loop:
                 if state.first_loss is None:
                     state.first_loss = loss
                 if self.streams.advance(state.cursor):  # a new pass: start from a blank state
-                    h, c = np.zeros_like(h), np.zeros_like(c)
+                    carried = trainer.net.init_state(self.cfg.model, t.batch)
                 self.tick(state)
                 self.after_step(state, lr, float(values["grad_norm"]), values)
                 if state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds:
-                    saved = self.save(state, rng, h, c)
+                    saved = self.save(state, rng, carried)
                     last_save = time.monotonic()
                 self.progress.bar.update(1)
             if saved is None or saved.name != checkpoint.name(state.step):
-                self.save(state, rng, h, c)
+                self.save(state, rng, carried)
         if stop.signal is not None:
             print(
                 f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
@@ -262,7 +268,8 @@ class Loop:
         """Stop a run whose loss, gradient or updated parameters went NaN or infinite, or
         whose loss exploded, before anything of this step reaches a checkpoint; the last
         checkpoint (written after a step that passed this check) is left as it was."""
-        exploded = state.first_loss is not None and loss > 3 * state.first_loss
+        factor = self.trainer.net.EXPLODES
+        exploded = factor is not None and state.first_loss is not None and loss > factor * state.first_loss
         if math.isfinite(loss) and math.isfinite(grad_norm) and math.isfinite(update_norm) and not exploded:
             return
         saved = checkpoint.checkpoints(self.run_dir.checkpoints)
@@ -291,12 +298,15 @@ class Loop:
         """
         t = self.cfg.train
         loss = state.loss_sum / max(1, state.loss_count)
-        record = {"step": state.step, "epoch": state.cursor.epoch, "loss": loss,
-                  "bpc": loss / math.log(2), "lr": lr, "grad_norm": grad_norm}
-        val = self.splits["val"][: t.eval_chars]
-        if evaluate and len(val) >= 2:
-            result = self.trainer.predictor.evaluate(val, t.batch, t.seq)
-            record |= {"val_bpc": result.bpc, "val_accuracy": result.accuracy}
+        record = {"step": state.step, "epoch": state.cursor.epoch, "loss": loss}
+        if self.trainer.net.BITS:
+            record["bpc"] = loss / math.log(2)
+        record |= {"lr": lr, "grad_norm": grad_norm}
+        split = t.eval_split
+        held = self.splits[split][: t.eval_chars]
+        if evaluate and len(held) >= 2:
+            result = self.trainer.predictor.evaluate(held, t.batch, t.seq)
+            record |= {f"{split}_bpc": result.bpc, f"{split}_accuracy": result.accuracy}
         steps, seconds = self.since_log
         if steps:
             record["chars_per_s"] = steps * self.streams.chars_per_window / max(seconds, 1e-9)
@@ -304,14 +314,17 @@ class Loop:
         record |= {"elapsed": state.elapsed, "train_seconds": state.train_seconds}
         state.loss_sum, state.loss_count = 0.0, 0
         self.since_log = [0, 0.0]
+        self.tracks.flush()  # so that a plot made while the run goes on sees the records
         with self.run_dir.metrics.open("a") as f:
             f.write(json.dumps(record) + "\n")
             state.metrics_bytes = f.tell()
-        shown = {"loss": f"{loss:.3f}", "bpc": f"{record['bpc']:.3f}"}
+        shown = {"loss": f"{loss:.3f}"} | ({"bpc": f"{record['bpc']:.3f}"} if "bpc" in record else {})
         if "chars_per_s" in record:
             shown["chars/s"] = f"{record['chars_per_s']:.0f}"
-        if "val_bpc" in record:
-            shown["val"] = f"{record['val_bpc']:.3f}"
+        if f"{split}_bpc" in record:
+            shown[split] = f"{record[f'{split}_bpc']:.3f}"
+            if not self.trainer.net.BITS:
+                shown["accuracy"] = f"{record[f'{split}_accuracy']:.1%}"
         left = self.seconds_left(state)
         if left is not None and (self.goal is None or not self.progress.tty):
             shown["left"] = f"{left / 60:.1f}min"
@@ -337,13 +350,14 @@ class Loop:
             f.write(f"--- step {state.step} ---\n{prime}{text}\n")
             state.samples_bytes = f.tell()
 
-    def save(self, state: TrainState, rng, h, c):
+    def save(self, state: TrainState, rng, carried: dict):
         """A checkpoint of everything; the logs whose lengths it records reach the disk first,
         so that after a power failure they are never shorter than it says."""
+        self.tracks.flush()
         for path in (self.run_dir.metrics, self.run_dir.samples, *self.tracks.paths()):
             fsync(path)
         self.tick(state)
         state.rng = rng.bit_generator.state
         meta = {"config": self.cfg.to_dict(), "vocab": self.vocab.chars, "state": state.to_meta()}
-        arrays = self.trainer.arrays({"h": engine.to_numpy(h), "c": engine.to_numpy(c)})
+        arrays = self.trainer.arrays({name: engine.to_numpy(v) for name, v in carried.items()})
         return checkpoint.save(self.run_dir.checkpoints, state.step, arrays, meta, self.cfg.train.keep)

@@ -24,6 +24,7 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.gradient import DisconnectedType
 
 from longmem.config import ModelConfig
+from longmem.nets.protocol import Forward
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -54,11 +55,22 @@ def _forward_step(xp_t, h_tm1, c_tm1, Wh):
 
 def _backward_step(dh_out, dc_out, i, f, o, g, c, c_tm1, dh_next, dc_next, WhT):
     """One step of backpropagation through time; returns dh_{t-1}, dc_{t-1}, dz_t."""
+    return _backward_gates(dh_out, dc_out, 0, 0, 0, 0, i, f, o, g, c, c_tm1, dh_next, dc_next, WhT)
+
+
+def _backward_step_gates(dh_out, dc_out, di, df, do, dg, i, f, o, g, c, c_tm1, dh_next, dc_next, WhT):
+    """As `_backward_step`, with gradients that flow into the gate outputs themselves
+    (from a loss or a regulariser that reads them)."""
+    return _backward_gates(dh_out, dc_out, di, df, do, dg, i, f, o, g, c, c_tm1, dh_next, dc_next, WhT)
+
+
+def _backward_gates(dh_out, dc_out, di, df, do, dg, i, f, o, g, c, c_tm1, dh_next, dc_next, WhT):
     dh = dh_out + dh_next
     tc = pt.tanh(c)
     dc = dc_out + dc_next + dh * o * (1 - tc * tc)
     dz = pt.concatenate(
-        [dc * g * i * (1 - i), dc * c_tm1 * f * (1 - f), dh * tc * o * (1 - o), dc * i * (1 - g * g)],
+        [(dc * g + di) * i * (1 - i), (dc * c_tm1 + df) * f * (1 - f), (dh * tc + do) * o * (1 - o),
+         (dc * i + dg) * (1 - g * g)],
         axis=1,
     )  # (B, 4H)
     return dz @ WhT, dc * f, dz
@@ -84,15 +96,18 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
         xp, h0, c0, Wh = inputs
         hs, cs, *gates = outputs
         # Outputs the cost does not depend on get disconnected gradients: zeros.
-        dhs, dcs = (
-            pt.zeros_like(out) if isinstance(g.type, DisconnectedType) else g
-            for out, g in zip(outputs, output_grads[:2])
+        # Gradients into the gates are rare (training reads only h), so the usual
+        # backward step leaves them out rather than adding four zero sequences.
+        disconnected = [isinstance(g.type, DisconnectedType) for g in output_grads]
+        dhs, dcs, *dgates = (
+            pt.zeros_like(out) if off else g for out, g, off in zip(outputs, output_grads, disconnected)
         )
+        extra, step = ([], _backward_step) if all(disconnected[2:]) else (dgates, _backward_step_gates)
         c_prev = pt.concatenate([c0[None], cs[:-1]], axis=0)
         h_prev = pt.concatenate([h0[None], hs[:-1]], axis=0)
         dh0, dc0, dz = pytensor.scan(
-            _backward_step,
-            sequences=[dhs, dcs, *gates, cs, c_prev],
+            step,
+            sequences=[dhs, dcs, *extra, *gates, cs, c_prev],
             outputs_info=[pt.zeros_like(h0), pt.zeros_like(c0), None],
             non_sequences=[Wh.T],
             go_backwards=True,
@@ -125,20 +140,27 @@ def layer(xp, h0, c0, Wh, T: int, B: int):
     return hs, cs, dict(zip(GATES, gates))
 
 
-@dataclass
-class Forward:
-    logits: pt.TensorVariable  # (T, B, V)
-    h: pt.TensorVariable  # (L, B, H) state after the window
-    c: pt.TensorVariable  # (L, B, H)
-    internals: dict  # per layer, `lstm.l.h`, `.c` and the gates `.i .f .o .g`, averaged to (H,)
+def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
+    """The state a window starts from: h and c of every layer, (L, B, H) each, zero."""
+    shape = (cfg.layers, batch, cfg.hidden)
+    return {"h": np.zeros(shape, np.float32), "c": np.zeros(shape, np.float32)}
 
 
-def forward(params: dict, x, h0, c0, masks=None) -> Forward:
+def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
+    """The dropout a training window needs: name -> (mask shape, drop probability)."""
+    if cfg.dropout <= 0:
+        return {}
+    return {f"lstm.{i}.dropout": ((T, B, cfg.hidden), cfg.dropout) for i in range(cfg.layers)}
+
+
+def forward(params: dict, x, state: dict, masks: dict | None = None) -> Forward:
     """Logits for every position of a window x (T, B) of codes.
 
-    h0, c0: (L, B, H) states carried from the previous window. masks: for
-    dropout, one (T, B, H) multiplier for the output of each layer (applied
-    before the next layer and before the softmax, as char-rnn does), or None.
+    state: h and c, (L, B, H) each, carried from the previous window. masks:
+    for dropout, the multipliers named by `noise` (0 for a dropped unit,
+    1 / (1 - p) for a kept one), applied to each layer's output before the
+    next layer and the softmax, as char-rnn does. Internals, per layer
+    (`lstm.l.h`, `.c` and the gates `.i .f .o .g`), are (T, B, H).
     """
     layers = sum(1 for name in params if name.endswith(".Wh"))
     T, B = x.type.shape
@@ -146,14 +168,27 @@ def forward(params: dict, x, h0, c0, masks=None) -> Forward:
     for i in range(layers):
         Wx, Wh, b = (params[f"lstm.{i}.{key}"] for key in ("Wx", "Wh", "b"))
         xp = Wx[x] + b if i == 0 else inp @ Wx + b  # (T, B, 4H); embedding lookup first
-        hs, cs, gates = layer(xp, h0[i], c0[i], Wh, T, B)
-        for key, value in {"h": hs, "c": cs, **gates}.items():
-            internals[f"lstm.{i}.{key}"] = value.mean(axis=(0, 1))  # over the window and batch
+        hs, cs, gates = layer(xp, state["h"][i], state["c"][i], Wh, T, B)
+        internals |= {f"lstm.{i}.{key}": value for key, value in {"h": hs, "c": cs, **gates}.items()}
         h_last.append(hs[-1])
         c_last.append(cs[-1])
-        inp = hs if masks is None else hs * masks[i]
+        inp = hs * masks[f"lstm.{i}.dropout"] if masks else hs
     logits = inp @ params["out.W"] + params["out.b"]
-    return Forward(logits, pt.stack(h_last), pt.stack(c_last), internals)
+    return Forward(logits, {"h": pt.stack(h_last), "c": pt.stack(c_last)}, internals, {})
+
+
+EXPLODES = 3.0  # cross-entropy starts near log V: three times that is divergence
+BITS = True  # the loss is a cross-entropy in nats, shown in bits per character too
+
+
+def target(x, y):
+    """A language model learns the next character."""
+    return y
+
+
+def loss(fw: Forward, y):
+    """Mean cross-entropy of the targets, in nats."""
+    return -log_probs(fw.logits, y).mean()
 
 
 def log_probs(logits, y):
