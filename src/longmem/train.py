@@ -93,8 +93,10 @@ class Trainer:
         fw = self.net.forward(self.params, x, state, masks)
         loss = self.net.loss(fw, self.net.target(x, y)) + sum(fw.losses.values())
         step = optim.minimize(loss, self.params, lr, self.cfg.optim)
-        # Internals are tracked as their mean over the window and the streams.
+        # Internals are tracked as their mean over the window and the streams;
+        # extra loss terms always, so that they are recorded and plotted.
         internals = {name: value.mean(axis=(0, 1)) for name, value in fw.internals.items()}
+        self.tracked = track.names([*self.tracked, *fw.losses])
         tracked = track.resolve(self.tracked, step.sources | internals | fw.losses)
         fn = engine.compile_function(
             [x, y, *state.values(), lr, *keep.values()], [*fw.state.values(), *tracked.values()],
