@@ -40,3 +40,67 @@ def mean_nll(logits, y):
     z = logits - logits.max(axis=-1, keepdims=True)
     lp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
     return -np.take_along_axis(lp, y[..., None], axis=-1).mean()
+
+
+def hmlstm_forward(params, x, h0, c0, z0, slope=1.0):
+    """logits (T, B, V), h, c (L, B, H), z (L, B) and the boundaries (T, L, B) of the
+    hierarchical multiscale LSTM for codes x (T, B), one step and one layer at a time."""
+    L = sum(1 for k in params if k.endswith(".U"))
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    H = p["hm.0.U"].shape[0]
+    T, B = x.shape
+    h, c, z = h0.astype(np.float64).copy(), c0.astype(np.float64).copy(), z0.astype(np.float64).copy()
+    logits, boundaries = [], []
+    for t in range(T):
+        z_below = np.ones(B)
+        for l in range(L):
+            bottom = p["hm.0.W"][x[t]] if l == 0 else z_below[:, None] * (h[l - 1] @ p[f"hm.{l}.W"])
+            s = bottom + p[f"hm.{l}.b"] + h[l] @ p[f"hm.{l}.U"]
+            if l < L - 1:
+                s = s + z[l][:, None] * (h[l + 1] @ p[f"hm.{l}.V"])
+            i, f, o, g = sigmoid(s[:, :H]), sigmoid(s[:, H:2 * H]), sigmoid(s[:, 2 * H:3 * H]), np.tanh(s[:, 3 * H:4 * H])
+            new_z = (np.clip((slope * s[:, 4 * H] + 1) / 2, 0, 1) > 0.5).astype(np.float64) if l < L - 1 else np.zeros(B)
+            for b in range(B):
+                if z[l, b] == 1:  # FLUSH
+                    c[l, b] = i[b] * g[b]
+                    h[l, b] = o[b] * np.tanh(c[l, b])
+                elif z_below[b] == 1:  # UPDATE
+                    c[l, b] = f[b] * c[l, b] + i[b] * g[b]
+                    h[l, b] = o[b] * np.tanh(c[l, b])
+                # else COPY: c and h stay
+            z[l] = new_z
+            z_below = new_z
+        boundaries.append(z.copy())
+        flat = np.concatenate([h[l] for l in range(L)], axis=1)
+        gates = sigmoid(flat @ p["out.gate"])
+        e = np.maximum(sum(gates[:, l, None] * (h[l] @ p[f"hm.{l}.E"]) for l in range(L)), 0)
+        logits.append(e @ p["out.W"] + p["out.b"])
+    return np.stack(logits), h, c, z, np.stack(boundaries)
+
+
+def model2_forward(params, x, state, fixed_u=None, fixed_dc=None):
+    """The waves model for codes x (T, B): logits (T, B, V), u and dc (T, B, A).
+
+    fixed_u / fixed_dc: (T, B, A) sequences that replace what A reads from B
+    (u of the step before) and what B reads from A, as the stop-gradients do."""
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    A, Bc = p["a.Wh"].shape[0], p["b.Wh"].shape[0]
+
+    def cell(z, c, n):
+        i, f, o, g = sigmoid(z[:, :n]), sigmoid(z[:, n:2 * n]), sigmoid(z[:, 2 * n:3 * n]), np.tanh(z[:, 3 * n:])
+        c = f * c + i * g
+        return o * np.tanh(c), c
+
+    ha, ca, hb, cb, u = (state[k][0].astype(np.float64) for k in ("a.h", "a.c", "b.h", "b.c", "u"))
+    logits, us, dcs = [], [], []
+    for t in range(x.shape[0]):
+        u_in = u if fixed_u is None else (state["u"][0] if t == 0 else fixed_u[t - 1])
+        ha, ca_new = cell(p["a.Wx"][x[t]] + p["a.b"] + u_in @ p["a.Wu"] + ha @ p["a.Wh"], ca, A)
+        dc = ca_new - ca if fixed_dc is None else fixed_dc[t]
+        ca = ca_new
+        hb, cb = cell(dc @ p["b.Wx"] + p["b.b"] + hb @ p["b.Wh"], cb, Bc)
+        u = np.tanh(hb @ p["u.W"] + p["u.b"])
+        logits.append(ha @ p["out.W"] + p["out.b"])
+        us.append(u)
+        dcs.append(dc)
+    return np.stack(logits), np.stack(us), np.stack(dcs)

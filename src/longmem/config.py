@@ -24,8 +24,9 @@ def opt(default, help: str, **cli):
 
 @dataclass
 class ModelConfig:
-    model: str = opt("lstm", "model type (caesar: the first experiment's net; see `longmem caesar`)",
-                     choices=["lstm", "caesar"])
+    model: str = opt(
+        "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; caesar: the "
+        "first experiment's net, see `longmem caesar`)", choices=["lstm", "hmlstm", "caesar"])
     layers: int = opt(1, "number of stacked LSTM layers")
     hidden: int = opt(256, "LSTM cells per layer")
     init_scale: float = opt(
@@ -34,6 +35,9 @@ class ModelConfig:
         "the original's 'always the same letter' bug",
     )
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
+    slope_rate: float = opt(
+        0.0005, "hmlstm: the boundary detectors' hard-sigmoid slope grows by this per step, from 1 to 5"
+    )
     vocab_size: int = 0  # set from the training text
 
 
@@ -170,6 +174,7 @@ RANGES = {
     "beta1": (0, 1, True, False),
     "beta2": (0, 1, True, False),
     "clip": (0, None, True, None),
+    "slope_rate": (0, None, True, None),
     "init_scale": (0, None, True, None),
     # Masks compare 16 random bits with p * 65536, so p must leave a unit a chance.
     "dropout": (0, 0.999, True, True),

@@ -65,9 +65,10 @@ class TrainState:
 class Trainer:
     """The network's shared variables and its compiled training step.
 
-    step_fn(x, y, *state, lr, *masks) -> (*new state, *tracked values), with
-    the state in the order of the model's init_state and the tracked values
-    those named in `self.tracked` (the defaults first).
+    step_fn(x, y, *state, lr, *scheduled, *masks) -> (*new state, *tracked values),
+    with the state in the order of the model's init_state, the scheduled values
+    in the order of its schedule and the tracked values those named in
+    `self.tracked` (the defaults first).
     """
 
     def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
@@ -87,10 +88,11 @@ class Trainer:
         y = pt.tensor("y", dtype="int32", shape=(t.seq, t.batch))
         state = engine.inputs(self.net.init_state(self.cfg.model, t.batch))
         lr = pt.scalar("lr", dtype="float32")
+        schedule = {name: pt.scalar(name, dtype="float32") for name in self.net.schedule(self.cfg.model, 0)}
         keep = {name: pt.tensor(name, dtype="bool", shape=shape) for name, (shape, _) in self.noise.items()}
         # Inverted dropout: kept units are scaled up by 1 / (1 - p).
         masks = {name: keep[name] * np.float32(1 / (1 - p)) for name, (_, p) in self.noise.items()}
-        fw = self.net.forward(self.params, x, state, masks)
+        fw = self.net.forward(self.params, x, state, masks, schedule)
         loss = self.net.loss(fw, self.net.target(x, y)) + sum(fw.losses.values())
         step = optim.minimize(loss, self.params, lr, self.cfg.optim)
         # Internals are tracked as their mean over the window and the streams;
@@ -99,14 +101,16 @@ class Trainer:
         self.tracked = track.names([*self.tracked, *fw.losses])
         tracked = track.resolve(self.tracked, step.sources | internals | fw.losses)
         fn = engine.compile_function(
-            [x, y, *state.values(), lr, *keep.values()], [*fw.state.values(), *tracked.values()],
+            [x, y, *state.values(), lr, *schedule.values(), *keep.values()],
+            [*fw.state.values(), *tracked.values()],
             self.mode, step.updates, "train_step",
         )
         return fn, step.state
 
-    def step(self, x, y, state: dict, lr: float, rng: np.random.Generator) -> tuple[dict, dict]:
-        """One training step: the new state and the tracked values by name."""
-        out = self.step_fn(x, y, *state.values(), np.float32(lr), *self.dropout_masks(rng))
+    def step(self, x, y, state: dict, step: int, rng: np.random.Generator) -> tuple[dict, dict]:
+        """Training step number `step` (from 0): the new state and the tracked values by name."""
+        scheduled = [np.float32(v) for v in self.net.schedule(self.cfg.model, step).values()]
+        out = self.step_fn(x, y, *state.values(), np.float32(self.lr(step)), *scheduled, *self.dropout_masks(rng))
         return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
 
     def dropout_masks(self, rng: np.random.Generator) -> list[np.ndarray]:
@@ -214,7 +218,7 @@ class Loop:
                 x, y = self.streams.window(state.cursor.window)
                 lr = trainer.lr(state.step)
                 started = time.monotonic()
-                carried, values = trainer.step(x, y, carried, lr, rng)
+                carried, values = trainer.step(x, y, carried, state.step, rng)
                 loss = float(values["loss"])  # waits for the step to finish
                 self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()

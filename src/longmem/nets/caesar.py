@@ -43,11 +43,15 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return {}
 
 
+def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:
+    return {}
+
+
 def noise(cfg: ModelConfig, T: int, B: int) -> dict:
     return {}
 
 
-def forward(params: dict, x, state: dict, masks: dict | None = None) -> Forward:
+def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: dict | None = None) -> Forward:
     """Activations for a window x (T, B) of letters; internals `hidden` (T, B, H)
     and `out` (T, B, 26), each in (0, 1)."""
     hidden = pt.sigmoid(params["hidden.W"][x] + params["hidden.b"])

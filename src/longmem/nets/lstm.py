@@ -146,6 +146,10 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return {"h": np.zeros(shape, np.float32), "c": np.zeros(shape, np.float32)}
 
 
+def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:
+    return {}
+
+
 def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
     """The dropout a training window needs: name -> (mask shape, drop probability)."""
     if cfg.dropout <= 0:
@@ -153,7 +157,7 @@ def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
     return {f"lstm.{i}.dropout": ((T, B, cfg.hidden), cfg.dropout) for i in range(cfg.layers)}
 
 
-def forward(params: dict, x, state: dict, masks: dict | None = None) -> Forward:
+def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: dict | None = None) -> Forward:
     """Logits for every position of a window x (T, B) of codes.
 
     state: h and c, (L, B, H) each, carried from the previous window. masks:

@@ -11,7 +11,10 @@ A model module has:
         the dropout masks a training window needs; the loop draws them
         (reproducibly, from the checkpointed generator) and passes
         multipliers (0, or 1 / (1 - p)) to `forward`
-    forward(params, x, state, masks=None) -> Forward
+    schedule(cfg, step) -> dict[str, float]
+        values that change with the training step (hmlstm's slope); the loop
+        passes them to `forward` as symbolic scalars (none: plain defaults)
+    forward(params, x, state, masks=None, schedule=None) -> Forward
         over a window x (T, B) of codes
     target(x, y) -> (T, B)
         what the model learns to output at each position, from the window's
