@@ -25,8 +25,9 @@ def opt(default, help: str, **cli):
 @dataclass
 class ModelConfig:
     model: str = opt(
-        "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; caesar: the "
-        "first experiment's net, see `longmem caesar`)", choices=["lstm", "hmlstm", "caesar"])
+        "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; model2: the "
+        "original's 'waves', two LSTMs that feed each other; caesar: the first experiment's net, see "
+        "`longmem caesar`)", choices=["lstm", "hmlstm", "model2", "caesar"])
     layers: int = opt(1, "number of stacked LSTM layers")
     hidden: int = opt(256, "LSTM cells per layer")
     init_scale: float = opt(
@@ -35,6 +36,7 @@ class ModelConfig:
         "the original's 'always the same letter' bug",
     )
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
+    hidden_b: int | None = opt(None, "model2: cells of LSTM B (default: twice --hidden)")
     slope_rate: float = opt(
         0.0005, "hmlstm: the boundary detectors' hard-sigmoid slope grows by this per step, from 1 to 5"
     )
@@ -166,7 +168,7 @@ RANGES = {
     **{name: (1, None, True, None) for name in (
         "layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
         "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every",
-        "letters", "passes")},
+        "letters", "passes", "hidden_b")},
     "lr": (0, None, False, None),
     "lr_decay": (0, None, False, None),
     "eps": (0, None, False, None),

@@ -1,6 +1,6 @@
 """Graph builders, one module per model type, each offering the protocol in
 `protocol.py`."""
 
-from longmem.nets import caesar, hmlstm, lstm
+from longmem.nets import caesar, hmlstm, lstm, model2
 
-NETS = {"lstm": lstm, "hmlstm": hmlstm, "caesar": caesar}
+NETS = {"lstm": lstm, "hmlstm": hmlstm, "model2": model2, "caesar": caesar}
