@@ -104,3 +104,33 @@ def model2_forward(params, x, state, fixed_u=None, fixed_dc=None):
         us.append(u)
         dcs.append(dc)
     return np.stack(logits), np.stack(us), np.stack(dcs)
+
+
+def lstm_cells(Wx_rows, Wh, b, h, c):
+    """One-layer LSTM over precomputed input rows (T, B, 4H): hs and cs (T, B, H)."""
+    H = Wh.shape[0]
+    hs, cs = [], []
+    for t in range(len(Wx_rows)):
+        z = Wx_rows[t] + b + h @ Wh
+        i, f, o, g = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), sigmoid(z[:, 2 * H:3 * H]), np.tanh(z[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        hs.append(h)
+        cs.append(c)
+    return np.stack(hs), np.stack(cs)
+
+
+def model1_forward(params, x, state, fixed_pred=None):
+    """Model 1 for codes x (T, B): logits (T, B, V), delta and stage 2's predictions (T, B, H1).
+    fixed_pred replaces the predictions stage 3 reads (as its stop-gradient does)."""
+    p = {k: v.astype(np.float64) for k, v in params.items()}
+    s = {k: v[0].astype(np.float64) for k, v in state.items()}
+    _, cs1 = lstm_cells(p["stage1.Wx"][x], p["stage1.Wh"], p["stage1.b"], s["stage1.h"], s["stage1.c"])
+    delta = cs1 - np.concatenate([s["stage1.c"][None], cs1[:-1]])
+    hs2, _ = lstm_cells(p["stage2.Wx"][x] + delta @ p["stage2.Wd"], p["stage2.Wh"], p["stage2.b"],
+                        s["stage2.h"], s["stage2.c"])
+    pred = hs2 @ p["stage2.P"] + p["stage2.p"]
+    read = pred if fixed_pred is None else fixed_pred
+    hs3, _ = lstm_cells(p["stage3.Wx"][x] + read @ p["stage3.Wp"], p["stage3.Wh"], p["stage3.b"],
+                        s["stage3.h"], s["stage3.c"])
+    return hs3 @ p["out.W"] + p["out.b"], delta, pred

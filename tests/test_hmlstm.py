@@ -3,7 +3,6 @@
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-import pytest
 
 from longmem import engine
 from longmem.config import ModelConfig

@@ -15,6 +15,7 @@ is; the newest `keep` are kept.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -56,6 +57,16 @@ def save(directory: Path, step: int, arrays: dict[str, np.ndarray], meta: dict, 
 def name(step: int) -> str:
     """The file name of the checkpoint of `step`."""
     return f"ckpt-{step:09d}.lmc"
+
+
+def digest(params: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every parameter's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for key in sorted(params):
+        a = np.ascontiguousarray(params[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def checkpoints(directory: Path) -> list[Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -315,17 +314,8 @@ def cmd_plot(args) -> None:
         print(path)
 
 
-def params_digest(params: dict[str, np.ndarray]) -> str:
-    """SHA-256 over every parameter's name, dtype, shape and bytes, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(params):
-        a = np.ascontiguousarray(params[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def cmd_inspect(args) -> None:
+    from longmem import checkpoint
     from longmem.rundir import load
 
     snap = load(RunDir(args.run_dir))
@@ -335,7 +325,7 @@ def cmd_inspect(args) -> None:
         "epoch": state["cursor"]["epoch"],
         "checkpoint": snap.path.name,
         "params": int(sum(a.size for a in snap.params.values())),
-        "digest": params_digest(snap.params),
+        "digest": checkpoint.digest(snap.params),
         "vocab_size": len(snap.vocab),
         "config": snap.config.to_dict(),
     }

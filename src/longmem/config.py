@@ -25,9 +25,10 @@ def opt(default, help: str, **cli):
 @dataclass
 class ModelConfig:
     model: str = opt(
-        "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; model2: the "
-        "original's 'waves', two LSTMs that feed each other; caesar: the first experiment's net, see "
-        "`longmem caesar`)", choices=["lstm", "hmlstm", "model2", "caesar"])
+        "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; model1: the "
+        "original's LSTM that learns what another does, needs --base; model2: the original's 'waves', "
+        "two LSTMs that feed each other; caesar: the first experiment's net, see `longmem caesar`)",
+        choices=["lstm", "hmlstm", "model1", "model2", "caesar"])
     layers: int = opt(1, "number of stacked LSTM layers")
     hidden: int = opt(256, "LSTM cells per layer")
     init_scale: float = opt(
@@ -36,7 +37,11 @@ class ModelConfig:
         "the original's 'always the same letter' bug",
     )
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
-    hidden_b: int | None = opt(None, "model2: cells of LSTM B (default: twice --hidden)")
+    hidden_b: int | None = opt(None, "model2: cells of LSTM B; model1: of stage 2 (default: twice --hidden)")
+    base: str | None = opt(None, "model1: the finished one-layer lstm run (same text) that is stage 1")
+    stage2_steps: int = opt(1000, "model1: steps that train stage 2 before stage 3 learns")
+    base_hidden: int = 0  # model1: stage 1's cells, from --base
+    base_digest: str = ""  # model1: SHA-256 of the base run's parameters
     slope_rate: float = opt(
         0.0005, "hmlstm: the boundary detectors' hard-sigmoid slope grows by this per step, from 1 to 5"
     )
@@ -177,6 +182,7 @@ RANGES = {
     "beta2": (0, 1, True, False),
     "clip": (0, None, True, None),
     "slope_rate": (0, None, True, None),
+    "stage2_steps": (0, None, True, None),
     "init_scale": (0, None, True, None),
     # Masks compare 16 random bits with p * 65536, so p must leave a unit a chance.
     "dropout": (0, 0.999, True, True),
@@ -225,8 +231,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise UserError("--val-fraction and --test-fraction must sum below 1")
     if cfg.train.steps is None and cfg.train.minutes is None:
         cfg.train.steps = DEFAULT_STEPS
-    if cfg.data.text is not None:  # so that the run can be used from any folder
-        cfg.data.text = str(Path(cfg.data.text).resolve())
+    for section, name in ((cfg.data, "text"), (cfg.model, "base")):  # usable from any folder
+        if getattr(section, name) is not None:
+            setattr(section, name, str(Path(getattr(section, name)).resolve()))
     return cfg
 
 

@@ -51,7 +51,31 @@ def _from_scratch(run_dir, cfg, vocab, splits, mode) -> TrainState:
 
 
 def _init_params(cfg: RunConfig, vocab: Vocab) -> dict[str, np.ndarray]:
-    return NETS[cfg.model.model].init_params(cfg.model, len(vocab), np.random.default_rng(cfg.train.seed))
+    net, rng = NETS[cfg.model.model], np.random.default_rng(cfg.train.seed)
+    if getattr(net, "BASE", False) != bool(cfg.model.base):
+        raise UserError(f"--base RUN goes with a model that is built on another run (not --model {cfg.model.model})"
+                        if cfg.model.base else f"--model {cfg.model.model} is built on another run: give --base RUN")
+    if not cfg.model.base:
+        return net.init_params(cfg.model, len(vocab), rng)
+    return net.init_params(cfg.model, len(vocab), rng, base=_base_params(cfg, vocab))
+
+
+def _base_params(cfg: RunConfig, vocab: Vocab) -> dict[str, np.ndarray]:
+    """The parameters of the --base run, which must have trained on the same text and
+    split (so nothing of the held-out text reaches the new run through it)."""
+    base = RunDir(cfg.model.base)
+    ours = {"text": cfg.data.text, "corpus": cfg.data.corpus, "letters": cfg.data.letters,
+            "val": cfg.data.val_fraction, "test": cfg.data.test_fraction}
+    snap = load_snapshot(base)
+    d = snap.config.data
+    theirs = {"text": d.text, "corpus": d.corpus, "letters": d.letters, "val": d.val_fraction,
+              "test": d.test_fraction}
+    if ours != theirs or snap.vocab.chars != vocab.chars:
+        raise UserError(f"--base {base.path} trained on another text or split; the base must be "
+                        "trained on the training split of this run's text")
+    cfg.model.base_hidden = snap.config.model.hidden
+    cfg.model.base_digest = checkpoint.digest(snap.params)
+    return snap.params
 
 
 def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:

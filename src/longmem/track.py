@@ -3,7 +3,8 @@
 A tracked name is any value the training step can compute, optionally with
 a NumPy-style index:
 
-    loss, lr, grad_norm, update_norm   scalars of the step
+    loss, lr, grad_norm, update_norm   scalars of the step (loss: the model's own;
+                                       total_loss adds its extra terms)
     out.b, lstm.0.Wh                   a parameter (its value after the step)
     out.b.grad, out.b.update           its gradient, and the change the step made
     out.b.ms, adam.t, ...              optimizer state (its value after the step)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pytensor.tensor as pt
-from tqdm import tqdm
 
 from longmem import checkpoint, engine, optim, track
 from longmem.batches import Cursor, Streams
@@ -26,6 +25,7 @@ from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.files import fsync
 from longmem.nets import NETS
+from longmem.progress import Progress
 from longmem.rundir import RunDir
 from longmem.sample import Predictor
 
@@ -93,8 +93,12 @@ class Trainer:
         # Inverted dropout: kept units are scaled up by 1 / (1 - p).
         masks = {name: keep[name] * np.float32(1 / (1 - p)) for name, (_, p) in self.noise.items()}
         fw = self.net.forward(self.params, x, state, masks, schedule)
-        loss = self.net.loss(fw, self.net.target(x, y)) + sum(fw.losses.values())
-        step = optim.minimize(loss, self.params, lr, self.cfg.optim)
+        loss = self.net.loss(fw, self.net.target(x, y))
+        step = optim.minimize(loss + sum(fw.losses.values()), self.params, lr, self.cfg.optim)
+        # `loss` (logged, in bits per character when the model's loss is in nats, and
+        # held to its explosion rule) is the model's own loss; extra terms are tracked
+        # by name, and the step minimizes their sum ("total_loss").
+        step.sources |= {"loss": loss, "total_loss": step.sources["loss"]}
         # Internals are tracked as their mean over the window and the streams;
         # extra loss terms always, so that they are recorded and plotted.
         internals = {name: value.mean(axis=(0, 1)) for name, value in fw.internals.items()}
@@ -166,28 +170,6 @@ class StopFlag:
 
 def new_state(cfg: RunConfig) -> TrainState:
     return TrainState(rng=np.random.default_rng(cfg.train.seed + 1).bit_generator.state)
-
-
-class Progress:
-    """A progress bar on a terminal; elsewhere (nohup, a batch job) one plain
-    line per log interval, so a log file stays readable with `tail`."""
-
-    def __init__(self, goal: int | None, step: int):
-        self.tty = sys.stderr.isatty()
-        self.bar = tqdm(total=goal, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True,
-                        disable=not self.tty)
-
-    def show(self, step: int, shown: dict) -> None:
-        if self.tty:
-            self.bar.set_postfix(shown, refresh=False)
-        else:
-            print(f"step {step}  " + "  ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr, flush=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.close()
 
 
 class Loop:

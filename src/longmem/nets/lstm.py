@@ -15,8 +15,6 @@ accumulates that gradient step by step, which made training 1.6x slower.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt

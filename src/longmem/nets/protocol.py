@@ -26,6 +26,9 @@ A model module has:
     BITS: bool
         whether that loss is a cross-entropy in nats (metrics then show it in
         bits per character too)
+    BASE: bool (optional, default False)
+        built on a finished run: `init_params` then also takes `base`, that
+        run's parameters (launch loads them from --base and checks its text)
     EXPLODES: float | None
         stop a run whose loss exceeds this many times its first loss (None:
         only a NaN or infinite value stops it, for losses that start near 0)
