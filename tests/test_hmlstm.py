@@ -7,6 +7,7 @@ import pytensor.tensor as pt
 from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import hmlstm
+from longmem.sample import Predictor, marks
 from reference import hmlstm_forward, mean_nll
 from test_cli import TINY, digest, metrics, run_cli
 
@@ -105,7 +106,27 @@ def test_hmlstm_trains_resumes_exactly_and_is_measured(tmp_path, small_text, cap
     assert code == 0, err
     assert digest(capsys, part)["digest"] == digest(capsys, whole)["digest"]
     assert metrics(part) == metrics(whole)
-    for command in (["eval", whole], ["sample", whole, "--length", 20], ["guess", whole, "--chars", 30],
+    for command in (["eval", whole], ["sample", whole, "--length", 20],
                     ["memory", whole, "--max-context", 16, "--positions", 20]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
+    code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "hm.0.z", "hm.1.c[0]")
+    assert code == 0, err
+    blocks = out.split("\n\n")
+    assert len(blocks) == 4 and all(len(b.split("\n")) == 4 for b in blocks[:2])
+    assert set(blocks[0].split("\n")[2]) <= {"|", " "} and "hm.0.z, hm.1.c[0]" in blocks[2]
+
+
+def test_trace_reads_the_boundaries_over_a_text_in_windows(rng):
+    """Predictor.trace carries the state across windows (13 characters in windows of 5)."""
+    cfg = ModelConfig(model="hmlstm", layers=L, hidden=H, init_scale=0.6)
+    params, *_ = _model(rng)
+    predictor = Predictor(engine.share_all(params), cfg, "JAX")
+    codes = rng.integers(0, V, 13).astype(np.uint8)
+    traced = predictor.trace(codes, 5, ["hm.0.z", "hm.1.z", "hm.1.c[2]"])
+    zeros = hmlstm.init_state(cfg, 1)
+    _, _, _, _, boundaries = hmlstm_forward(params, codes[:, None].astype(np.int32), zeros["h"], zeros["c"], zeros["z"])
+    np.testing.assert_array_equal(traced["hm.0.z"], boundaries[:, 0, 0])
+    np.testing.assert_array_equal(traced["hm.1.z"], boundaries[:, 1, 0])
+    assert traced["hm.1.c[2]"].shape == (13,)
+    assert set(marks(traced["hm.0.z"])) <= {"|", " "} and len(marks(traced["hm.1.c[2]"])) == 13

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     guess.add_argument("--text", help="a UTF-8 file (default: the run's test split)")
     guess.add_argument("--width", type=int, default=80, help="columns per block")
     guess.add_argument("--chars", type=int, default=800, help="characters to show")
+    guess.add_argument("--show", nargs="+", metavar="NAME", default=[],
+                       help="internal values to draw under each character, one line each: a 0/1 value "
+                       "as '|' where 1 (hmlstm's boundaries: hm.0.z), others as shades (lstm.0.c[17])")
     guess.set_defaults(func=cmd_guess)
 
     plot = commands.add_parser(
@@ -226,7 +229,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_guess(args) -> None:
-    from longmem.sample import guess_view
+    from longmem.sample import guess_view, marks
 
     if args.width < 1 or args.chars < 1:
         raise UserError("--width and --chars must be at least 1")
@@ -235,7 +238,12 @@ def cmd_guess(args) -> None:
     codes = codes[: args.chars + 1]
     result = predictor.evaluate(codes, 1, snap.config.train.seq, guesses=True)
     text = snap.vocab.decode(codes[1 : result.chars + 1])
-    print(guess_view(text, snap.vocab.decode(result.guesses), args.width))
+    # Each character's values are those after the network has read it.
+    traced = predictor.trace(codes[: result.chars + 1], snap.config.train.seq, args.show) if args.show else {}
+    rows = [marks(values[1:]) for values in traced.values()]
+    print(guess_view(text, snap.vocab.decode(result.guesses), args.width, rows))
+    if rows:
+        print(f"\nunder the guesses, one line each: {', '.join(args.show)}")
     print(f"\naccuracy {100 * result.accuracy:.1f}% over {result.chars:,} characters")
 
 

@@ -94,6 +94,42 @@ class Predictor:
                                                  self.mode)
         return self._step
 
+    def trace(self, codes: np.ndarray, seq: int, names: list[str]) -> dict[str, np.ndarray]:
+        """For each character of `codes`, read as one stream with state carried, the named
+        internals after reading it; each name must pick one number per character
+        (`hm.1.z`, `lstm.0.c[17]`: an index applies to the unit axes). Returns (n,) arrays."""
+        from longmem import track
+
+        state, found = self.zero_state(1), {name: [] for name in names}
+        for start in range(0, len(codes), seq):
+            x = np.ascontiguousarray(codes[start : start + seq, None], dtype=np.int32)  # (T, 1)
+            fn = self._trace_fn(x.shape[0], tuple(names), track)
+            after = list(fn(x, *state.values()))
+            state = dict(zip(state, after[: len(state)]))
+            for name, value in zip(names, after[len(state) :]):
+                found[name].append(engine.to_numpy(value)[:, 0])
+        return {name: np.concatenate(parts) for name, parts in found.items()}
+
+    def _trace_fn(self, T: int, names: tuple, track):
+        if (T, names) not in self._windows:
+            x = pt.tensor("x", dtype="int32", shape=(T, 1))
+            state = engine.inputs(self.zero_state(1))
+            fw = self.net.forward(self.params, x, state)
+            picked = []
+            for name in names:
+                base, index = track.parse(name)
+                if base not in fw.internals:
+                    raise UserError(f"no internal value called {base!r}; known: {', '.join(sorted(fw.internals))}")
+                value = fw.internals[base]
+                value = value[(slice(None), slice(None), *index)] if index else value
+                if value.ndim != 2:
+                    raise UserError(f"{name} gives {value.ndim - 2} more axes per character; pick one "
+                                    f"number per character, e.g. {base}[0]")
+                picked.append(value)
+            self._windows[T, names] = engine.compile_function([x, *state.values()],
+                                                              [*fw.state.values(), *picked], self.mode)
+        return self._windows[T, names]
+
     def evaluate(self, codes: np.ndarray, batch: int, seq: int, guesses: bool = False) -> EvalResult:
         """Bits per character and accuracy of predicting codes[1:] from what precedes.
 
@@ -164,14 +200,28 @@ def sample_code(logits: np.ndarray, rng: np.random.Generator, temperature: float
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def guess_view(text: str, guessed: str, width: int) -> str:
+SHADES = " .:-=+*#%@"  # low to high
+
+
+def marks(values: np.ndarray) -> str:
+    """One character per value: '|' where a 0/1 value is 1, else a shade from low to high."""
+    if np.isin(values, (0.0, 1.0)).all():
+        return "".join("|" if v else " " for v in values)
+    lo, hi = float(values.min()), float(values.max())
+    levels = np.zeros(len(values), int) if hi == lo else ((values - lo) / (hi - lo) * (len(SHADES) - 1)).round()
+    return "".join(SHADES[int(k)] for k in levels)
+
+
+def guess_view(text: str, guessed: str, width: int, rows: list[str] = ()) -> str:
     """The original's view: the text on one line, the guessed next letter under each character.
 
     Line 1 of each block is the text; line 2 holds, under each character, the
-    letter the network guessed for that position before seeing it.
+    letter the network guessed for that position before seeing it; each of
+    `rows` (strings as long as the text, e.g. from `marks`) adds a line.
     """
     show = lambda s: s.replace("\n", "↵").replace("\t", "→")  # noqa: E731
     blocks = []
     for start in range(0, len(text), width):
-        blocks.append(show(text[start : start + width]) + "\n" + show(guessed[start : start + width]))
+        lines = [text, guessed, *rows]
+        blocks.append("\n".join(show(line[start : start + width]) for line in lines))
     return "\n\n".join(blocks)
