@@ -134,3 +134,20 @@ def model1_forward(params, x, state, fixed_pred=None):
     hs3, _ = lstm_cells(p["stage3.Wx"][x] + read @ p["stage3.Wp"], p["stage3.Wh"], p["stage3.b"],
                         s["stage3.h"], s["stage3.c"])
     return hs3 @ p["out.W"] + p["out.b"], delta, pred
+
+
+def check_against_finite_differences(got, params, cost_of, samples=8, eps=1e-5, atol=1e-4):
+    """Compare gradients `got` (name -> array) with central differences of
+    `cost_of(name)`, which reads the float64 `params` (changed in place), at about
+    `samples` elements of each parameter."""
+    for name, g in got.items():
+        arr = params[name]
+        for idx in list(np.ndindex(arr.shape))[:: max(1, arr.size // samples)]:
+            old = arr[idx]
+            arr[idx] = old + eps
+            up = cost_of(name)
+            arr[idx] = old - eps
+            down = cost_of(name)
+            arr[idx] = old
+            numeric = (up - down) / (2 * eps)
+            assert abs(g[idx] - numeric) < atol + 1e-2 * abs(numeric), (name, idx, g[idx], numeric)

@@ -9,7 +9,7 @@ from longmem.config import ModelConfig
 from longmem.nets import hmlstm
 from longmem.sample import Predictor, marks
 from reference import hmlstm_forward, mean_nll
-from test_cli import TINY, digest, metrics, run_cli
+from test_cli import TINY, resumed_equals_whole, run_cli
 
 T, B, V, H, L = 6, 3, 5, 4, 3
 
@@ -99,13 +99,7 @@ def test_boundaries_learn_through_the_straight_through_estimator(rng):
 
 def test_hmlstm_trains_resumes_exactly_and_is_measured(tmp_path, small_text, capsys):
     flags = ["--model", "hmlstm", "--layers", 2, "--slope-rate", 0.05, "--track", "hm.0.z", *TINY]
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", whole, "--steps", 20, *flags)[0] == 0
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", part, "--steps", 10, *flags)[0] == 0
-    code, _, err = run_cli(capsys, "train", "--resume", part, "--steps", 20)
-    assert code == 0, err
-    assert digest(capsys, part)["digest"] == digest(capsys, whole)["digest"]
-    assert metrics(part) == metrics(whole)
+    whole = resumed_equals_whole(capsys, tmp_path, ["--text", small_text, *flags])
     for command in (["eval", whole], ["sample", whole, "--length", 20],
                     ["memory", whole, "--max-context", 16, "--positions", 20]):
         code, _, err = run_cli(capsys, *command)

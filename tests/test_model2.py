@@ -7,8 +7,8 @@ import pytensor.tensor as pt
 from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import model2
-from reference import mean_nll, model2_forward
-from test_cli import TINY, digest, metrics, run_cli
+from reference import check_against_finite_differences, mean_nll, model2_forward
+from test_cli import TINY, resumed_equals_whole, run_cli
 
 T, B, V = 5, 2, 4
 CFG = ModelConfig(model="model2", hidden=3, hidden_b=5, init_scale=0.5)
@@ -64,29 +64,12 @@ def test_gradients_stop_where_the_original_stopped_them(rng):
         _, u, _ = model2_forward(p64, X, values, fixed_dc=dc_rec)  # B: its loss, A's changes fixed
         return _b_loss(u, dc_rec)
 
-    eps = 1e-5
-    for name in names:
-        arr = p64[name]
-        for idx in list(np.ndindex(arr.shape))[:: max(1, arr.size // 8)]:
-            old = arr[idx]
-            arr[idx] = old + eps
-            up = cost_of(name)
-            arr[idx] = old - eps
-            down = cost_of(name)
-            arr[idx] = old
-            numeric = (up - down) / (2 * eps)
-            assert abs(got[name][idx] - numeric) < 1e-4 + 1e-2 * abs(numeric), (name, idx, got[name][idx], numeric)
+    check_against_finite_differences(got, p64, cost_of)
 
 
 def test_model2_trains_resumes_exactly_and_logs_b_loss(tmp_path, small_text, capsys):
     flags = ["--model", "model2", "--hidden-b", 24, *TINY]
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", whole, "--steps", 20, *flags)[0] == 0
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", part, "--steps", 10, *flags)[0] == 0
-    code, _, err = run_cli(capsys, "train", "--resume", part, "--steps", 20)
-    assert code == 0, err
-    assert digest(capsys, part)["digest"] == digest(capsys, whole)["digest"]
-    assert metrics(part) == metrics(whole)
+    whole = resumed_equals_whole(capsys, tmp_path, ["--text", small_text, *flags])
     assert (whole / "tracks" / "model2.b_loss.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 20], ["memory", whole, "--max-context", 16,
                                                                          "--positions", 20]):

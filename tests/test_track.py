@@ -75,10 +75,10 @@ def test_tracked_values_are_what_the_graph_computes(rng):
     assert got["update_norm"] == pytest.approx(np.sqrt(sum((u.astype(np.float64) ** 2).sum() for u in updates)), rel=1e-4)
 
 
-def test_names_have_one_spelling():
+def test_names_have_one_spelling(tmp_path):
     assert track.canonical("out.W[:, 3]") == track.canonical("out.W[:,3]") == "out.W[:,3]"
     assert track.names(["loss", "out.W[:, 3]", "out.W[ :,3 ]", "out.b"]) == ["loss", "out.W[:,3]", "out.b"]
-    w = track.Writer(Path("unused"), cap=10)
+    w = track.Writer(tmp_path / "tracks", cap=10)
     w.kept["a:b"] = None
     with pytest.raises(UserError, match="share one file"):
         w._start("a_b", np.zeros(2))
