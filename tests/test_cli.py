@@ -35,19 +35,6 @@ def digest(capsys, run_dir):
     return json.loads(out)
 
 
-def resumed_equals_whole(capsys, tmp_path, flags, stop=10, steps=20):
-    """Train `steps` steps at once and `stop` steps then a resume to `steps`; assert the
-    two runs end alike (parameters and metrics); return the uninterrupted run."""
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    assert run_cli(capsys, "train", "--run-dir", whole, "--steps", steps, *flags)[0] == 0
-    assert run_cli(capsys, "train", "--run-dir", part, "--steps", stop, *flags)[0] == 0
-    code, _, err = run_cli(capsys, "train", "--resume", part, "--steps", steps)
-    assert code == 0, err
-    assert digest(capsys, part)["digest"] == digest(capsys, whole)["digest"]
-    assert metrics(part) == metrics(whole)
-    return whole
-
-
 @pytest.fixture
 def trained(tmp_path, small_text, capsys):
     run_dir = tmp_path / "run"

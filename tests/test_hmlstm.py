@@ -9,7 +9,8 @@ from longmem.config import ModelConfig
 from longmem.nets import hmlstm
 from longmem.sample import Predictor, marks
 from reference import hmlstm_forward, mean_nll
-from test_cli import TINY, resumed_equals_whole, run_cli
+from test_cli import TINY, run_cli
+from test_resume import KILL_FLAGS, killed_equals_whole
 
 T, B, V, H, L = 6, 3, 5, 4, 3
 
@@ -97,9 +98,9 @@ def test_boundaries_learn_through_the_straight_through_estimator(rng):
     assert hmlstm.schedule(cfg, 0) == {"slope": 1.0} and hmlstm.schedule(cfg, 10_000) == {"slope": 5.0}
 
 
-def test_hmlstm_trains_resumes_exactly_and_is_measured(tmp_path, small_text, capsys):
+def test_hmlstm_survives_kills_and_is_measured(tmp_path, small_text, capsys):
     flags = ["--model", "hmlstm", "--layers", 2, "--slope-rate", 0.05, "--track", "hm.0.z", *TINY]
-    whole = resumed_equals_whole(capsys, tmp_path, ["--text", small_text, *flags])
+    whole = killed_equals_whole(capsys, tmp_path, "train", ["--text", small_text, *KILL_FLAGS, *flags])
     for command in (["eval", whole], ["sample", whole, "--length", 20],
                     ["memory", whole, "--max-context", 16, "--positions", 20]):
         code, _, err = run_cli(capsys, *command)

@@ -11,7 +11,8 @@ from longmem import checkpoint, engine, track
 from longmem.config import ModelConfig
 from longmem.nets import lstm, model1
 from reference import check_against_finite_differences, mean_nll, model1_forward
-from test_cli import TINY, digest, metrics, run_cli
+from test_cli import TINY, run_cli
+from test_resume import KILL_FLAGS, killed_equals_whole
 
 T, B, V = 5, 2, 4
 CFG = ModelConfig(model="model1", hidden=3, hidden_b=5, base_hidden=4, init_scale=0.5)
@@ -75,18 +76,12 @@ def test_gradients_follow_the_stages(rng):
     assert np.asarray(first["stage2.P"]).any()
 
 
-def test_model1_runs_on_a_base_run_in_the_original_order(tmp_path, small_text, capsys):
+def test_model1_runs_on_a_base_run_in_the_original_order_and_survives_kills(tmp_path, small_text, capsys):
     base = tmp_path / "base"
     assert run_cli(capsys, "train", "--text", small_text, "--run-dir", base, "--steps", 10, *TINY)[0] == 0
-    flags = ["--text", small_text, "--model", "model1", "--base", base, "--stage2-steps", 10,
-             "--track", "out.b", "stage2.p", "--track-every", 1, *TINY]
-    whole, part = tmp_path / "whole", tmp_path / "part"
-    assert run_cli(capsys, "train", "--run-dir", whole, "--steps", 20, *flags)[0] == 0
-    assert run_cli(capsys, "train", "--run-dir", part, "--steps", 10, *flags)[0] == 0
-    code, _, err = run_cli(capsys, "train", "--resume", part, "--steps", 20)
-    assert code == 0, err
-    assert digest(capsys, part)["digest"] == digest(capsys, whole)["digest"]
-    assert metrics(part) == metrics(whole)
+    flags = ["--text", small_text, "--model", "model1", "--base", base, "--stage2-steps", 40,
+             "--track", "out.b", "stage2.p", "--track-every", 1, *KILL_FLAGS, *TINY]
+    whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     # Stage 1 is the base run's LSTM, untouched; the base's digest is recorded.
     saved = json.loads((whole / "config.json").read_text())["config"]["model"]
     arrays, _ = checkpoint.read(sorted((base / "checkpoint").glob("*.lmc"))[-1])
@@ -94,10 +89,10 @@ def test_model1_runs_on_a_base_run_in_the_original_order(tmp_path, small_text, c
     assert saved["base_digest"] == checkpoint.digest(base_params) and saved["base_hidden"] == 16
     final, _ = checkpoint.read(sorted((whole / "checkpoint").glob("*.lmc"))[-1])
     assert (final["param/stage1.Wh"] == base_params["lstm.0.Wh"]).all()
-    # Stage 2 learns for the first 10 steps and stage 3 after them, never both.
+    # Stage 2 learns for the first 40 steps and stage 3 after them, never both.
     out_b, stage2_p = (track.load(whole, name).values for name in ("out.b", "stage2.p"))
-    assert not out_b[:10].any() and out_b[10:].any()
-    assert (np.diff(stage2_p[:10], axis=0) != 0).any() and (stage2_p[10:] == stage2_p[9]).all()
+    assert not out_b[:40].any() and out_b[40:].any()
+    assert (np.diff(stage2_p[:40], axis=0) != 0).any() and (stage2_p[40:] == stage2_p[39]).all()
     assert (whole / "tracks" / "model1.stage2.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 10], ["memory", whole, "--max-context", 8,
                                                                           "--positions", 10]):

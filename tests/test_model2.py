@@ -8,7 +8,8 @@ from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import model2
 from reference import check_against_finite_differences, mean_nll, model2_forward
-from test_cli import TINY, resumed_equals_whole, run_cli
+from test_cli import TINY, run_cli
+from test_resume import KILL_FLAGS, killed_equals_whole
 
 T, B, V = 5, 2, 4
 CFG = ModelConfig(model="model2", hidden=3, hidden_b=5, init_scale=0.5)
@@ -67,9 +68,9 @@ def test_gradients_stop_where_the_original_stopped_them(rng):
     check_against_finite_differences(got, p64, cost_of)
 
 
-def test_model2_trains_resumes_exactly_and_logs_b_loss(tmp_path, small_text, capsys):
+def test_model2_survives_kills_and_logs_b_loss(tmp_path, small_text, capsys):
     flags = ["--model", "model2", "--hidden-b", 24, *TINY]
-    whole = resumed_equals_whole(capsys, tmp_path, ["--text", small_text, *flags])
+    whole = killed_equals_whole(capsys, tmp_path, "train", ["--text", small_text, *KILL_FLAGS, *flags])
     assert (whole / "tracks" / "model2.b_loss.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 20], ["memory", whole, "--max-context", 16,
                                                                          "--positions", 20]):

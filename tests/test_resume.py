@@ -16,6 +16,7 @@ from test_cli import TINY, digest, metrics, run_cli
 
 HERE = Path(__file__).parent
 STEPS = 200
+KILL_FLAGS = ["--steps", 150, "--checkpoint-every-steps", 7]  # for killed_equals_whole
 FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, "--track", "out.b", "lstm.0.f", "--track-every", 3, *TINY]
 
 
@@ -228,25 +229,37 @@ def test_adam_resumes_exactly(tmp_path, small_text, capsys):
 
 
 
+def killed_equals_whole(capsys, tmp_path, start, flags, kills=2, seed=7, gap=(4, 12)):
+    """Run `longmem <start> <flags>` uninterrupted, and again killed (SIGKILL) `kills`
+    times at random moments and resumed each time with `longmem train --resume`;
+    assert both end alike (parameters, metrics, every tracked record bit for bit).
+    Return the uninterrupted run."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    code, _, err = run_cli(capsys, start, "--run-dir", whole, *flags)
+    assert code == 0, err
+    rnd = random.Random(seed)
+    proc = _spawn([start, "--run-dir", killed, *flags])
+    for _ in range(kills):
+        target = _last_step(killed) + rnd.randint(*gap)
+        _wait_for(lambda: _last_step(killed) >= target, proc)
+        time.sleep(rnd.uniform(0.0, 0.05))
+        assert proc.poll() is None, "every kill should land before the run ends"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = _spawn(["train", "--resume", killed])
+    err = _finish(proc)
+    assert proc.returncode == 0, err
+    assert digest(capsys, killed)["digest"] == digest(capsys, whole)["digest"]
+    assert metrics(killed) == metrics(whole)
+    tracks = sorted(p.name for p in (whole / "tracks").iterdir())
+    assert tracks and sorted(p.name for p in (killed / "tracks").iterdir()) == tracks
+    for name in tracks:
+        assert (killed / "tracks" / name).read_bytes() == (whole / "tracks" / name).read_bytes(), name
+    return whole
+
+
 def test_a_killed_caesar_run_resumes_exactly(tmp_path, capsys):
     """The Caesar net goes through the same loop: killed twice at random moments and
     resumed with `longmem train --resume`, it ends as the uninterrupted run."""
     flags = ["--passes", 8, "--letters", 2000, "--track", "hidden.W[3]", "--track-every", 2]
-    reference = tmp_path / "reference"
-    assert run_cli(capsys, "caesar", "--run-dir", reference, *flags)[0] == 0
-    run_dir = tmp_path / "killed"
-    rnd = random.Random(7)
-    proc = _spawn(["caesar", "--run-dir", run_dir, *flags])
-    for _ in range(2):
-        target = _last_step(run_dir) + rnd.randint(62, 150)
-        _wait_for(lambda: _last_step(run_dir) >= target, proc)
-        time.sleep(rnd.uniform(0.0, 0.05))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc = _spawn(["train", "--resume", run_dir])
-    err = _finish(proc)
-    assert proc.returncode == 0, err
-    assert digest(capsys, run_dir)["digest"] == digest(capsys, reference)["digest"]
-    assert metrics(run_dir) == metrics(reference)
-    for name in sorted(p.name for p in (reference / "tracks").iterdir()):
-        assert (run_dir / "tracks" / name).read_bytes() == (reference / "tracks" / name).read_bytes(), name
+    killed_equals_whole(capsys, tmp_path, "caesar", flags, gap=(62, 150))
