@@ -34,6 +34,11 @@ def test_compare_writes_the_table_and_figures_and_stores_what_it_computed(two_ru
         code, measured, _ = run_cli(capsys, "memory", run_dir, "--positions", 50, "--max-context", 64, "--json")
         assert r["memory_length"] == json.loads(measured)["memory_length"]
         assert r["steps"] == 20 and r["chars_seen"] == 20 * 4 * 8 and r["chars_per_s"] > 0
+        validation = [m for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+                      if "val_bpc" in m]
+        best = min(validation, key=lambda m: m["val_bpc"])
+        assert len(validation) == 2 and r["best_val_bpc"] == best["val_bpc"]
+        assert r["best_val_minutes"] == pytest.approx(best["elapsed"] / 60)
     assert rows[1]["params"] < rows[0]["params"]
     assert "| rms | lstm |" in printed and "held-out bpc" in (out / "compare.md").read_text()
     # A second comparison reads the stored evaluations and curves instead of computing them again.

@@ -14,7 +14,6 @@ draws the original's side-by-side figures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import string
 import sys
 from dataclasses import dataclass
@@ -99,7 +98,7 @@ def train(cfg: CaesarConfig, run: RunDir) -> Result:
 
 def history(run: RunDir) -> list[dict]:
     """Per pass: the mean loss over the pass and the accuracy on the letters."""
-    rows = [json.loads(line) for line in run.metrics.read_text().splitlines() if line.strip()]
+    rows = run.metric_records()
     return [{"pass": r["epoch"], "step": r["step"], "loss": r["loss"], "accuracy": r["train_accuracy"]}
             for r in rows if "train_accuracy" in r]
 

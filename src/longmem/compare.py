@@ -17,13 +17,14 @@ from longmem.errors import UserError
 from longmem.files import atomic_write
 from longmem.plot import Curve, Panel, figure
 from longmem.rundir import RunDir
-from longmem.sample import heldout, open_run
+from longmem.sample import heldout, heldout_eval, open_run
 
 COLUMNS = [  # key, heading, format
     ("run", "run", "{}"), ("model", "model", "{}"), ("params", "parameters", "{:,}"),
     ("steps", "steps", "{:,}"), ("chars_seen", "characters seen", "{:,}"),
     ("train_minutes", "training minutes", "{:.1f}"), ("bpc", "held-out bpc", "{:.3f}"),
-    ("accuracy", "accuracy", "{:.1%}"), ("memory_length", "memory length", "{}"),
+    ("accuracy", "accuracy", "{:.1%}"), ("best_val_bpc", "best validation bpc", "{:.3f}"),
+    ("best_val_minutes", "at minute", "{:.1f}"), ("memory_length", "memory length", "{}"),
     ("long_context_gain", "long-context gain", "{:.3f}"), ("chars_per_s", "training chars/s", "{:,.0f}"),
 ]
 
@@ -34,15 +35,18 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
     snap, predictor = open_run(run, backend)
     codes, _ = heldout(run, snap)
     state, t = snap.meta["state"], snap.config.train
-    key = {"step": state["step"], "split": "test"}
-    found = run.cached("eval", key, lambda: predictor.evaluate(codes, t.batch, t.seq).to_dict())
+    found = heldout_eval(run, snap, predictor, codes)
     curve = memory.of_run(run, snap, predictor, codes, "test", positions, ks, seed)
     timed = state.get("timed_steps", 0) * t.batch * t.seq
+    val = validation(run)
+    best = int(np.argmin(val["bpc"])) if len(val["bpc"]) else None
     return {
         "run": label, "model": snap.config.model.model,
         "params": int(sum(a.size for a in snap.params.values())),
         "steps": state["step"], "chars_seen": state["step"] * t.batch * t.seq,
         "train_minutes": state["elapsed"] / 60, "bpc": found["bpc"], "accuracy": found["accuracy"],
+        "best_val_bpc": None if best is None else float(val["bpc"][best]),
+        "best_val_minutes": None if best is None or np.isnan(val["minutes"][best]) else float(val["minutes"][best]),
         "memory_length": curve.memory_length, "long_context_gain": curve.long_context_gain,
         "max_context": curve.contexts[-1],
         "chars_per_s": timed / state["train_seconds"] if state.get("train_seconds") else None,
@@ -69,7 +73,7 @@ def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | Non
     for run, label in zip(runs, labels):
         r, curves[label] = row(run, label, backend, positions, ks or memory.contexts(1024), seed)
         rows.append(r)
-        val[label] = _validation(run)
+        val[label] = validation(run)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "compare.md", out / "compare.json"]
     atomic_write(written[0], markdown(rows).encode())
@@ -84,18 +88,11 @@ def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | Non
     return written
 
 
-def _validation(run: RunDir) -> dict[str, np.ndarray]:
-    """Validation bpc of a run against wall minutes and characters seen, from metrics.jsonl."""
-    rows = []
-    for line in run.metrics.read_text().splitlines() if run.metrics.exists() else []:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "val_bpc" in record:
-            rows.append(record)
+def validation(run: RunDir) -> dict[str, np.ndarray]:
+    """Validation bpc of a run against steps, wall minutes and characters seen, from metrics.jsonl."""
+    rows = [r for r in run.metric_records() if "val_bpc" in r]
     t = run.run_config(run.read_config()).train
     steps = np.array([r["step"] for r in rows])
     return {"bpc": np.array([r["val_bpc"] for r in rows]),
             "minutes": np.array([r.get("elapsed", np.nan) / 60 for r in rows]),
-            "chars": steps * t.batch * t.seq}
+            "steps": steps, "chars": steps * t.batch * t.seq}

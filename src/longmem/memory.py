@@ -12,12 +12,14 @@ the held-out text.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from longmem import plot
 from longmem.errors import UserError
 from longmem.sample import Predictor
 
@@ -134,15 +136,29 @@ def of_run(run, snap, predictor: Predictor, codes: np.ndarray, split: str, posit
     return Curve(**{name: stored[name] for name in Curve.__dataclass_fields__})
 
 
-def figure(curves: dict[str, Curve], path: Path) -> Path:
-    """bpc against context length (log scale), with each run's unlimited line."""
-    import matplotlib
+def stored(run, step: int, split: str = "test") -> Curve | None:
+    """The memory curve measured before for the checkpoint at `step` on `split` (the one
+    over the most positions), or None."""
+    found = []
+    for path in sorted((run.path / "memory").glob("*.json")):
+        try:
+            d = json.loads(path.read_text())
+            if d.get("step") == step and d.get("split") == split:
+                found.append((d["positions"], Curve(**{name: d[name] for name in Curve.__dataclass_fields__})))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(found, key=lambda f: f[0])[1] if found else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def figure(curves: dict[str, Curve], path: Path) -> Path:
+    """bpc against context length (log scale), with each run's unlimited line, as a PNG."""
+    return plot.save(draw(curves), path)
+
+
+def draw(curves: dict[str, Curve]):
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plot.pyplot().subplots(figsize=(8, 4.5))
     for i, (label, curve) in enumerate(curves.items()):
         color = f"C{i}"
         ax.plot(curve.contexts, curve.bpc, marker=".", color=color, label=label or "context k")
@@ -156,7 +172,4 @@ def figure(curves: dict[str, Curve], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

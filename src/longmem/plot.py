@@ -7,7 +7,6 @@ tested without looking at pixels.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from longmem import track
 from longmem.errors import UserError
+from longmem.files import atomic_write
 from longmem.rundir import RunDir
 
 
@@ -90,17 +90,10 @@ def transform(steps, values, select=None, crop=(None, None), diff=False, smooth=
 def learning_curves(run: RunDir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Training and validation bpc from metrics.jsonl (a torn last line is skipped);
     only the curves that have records."""
-    if not run.metrics.exists():
-        return {}
-    rows = []
-    for line in run.metrics.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
+    rows = run.metric_records()
     curves = {}
     for key in ("bpc", "val_bpc", "train_bpc"):
-        kept = [r for r in rows if isinstance(r, dict) and key in r and "step" in r]
+        kept = [r for r in rows if key in r]
         if kept:
             curves[key] = (np.array([r["step"] for r in kept]), np.array([r[key] for r in kept]))
     return curves
@@ -140,14 +133,21 @@ class Panel:
 def figure(panels: list[Panel], path: Path, title: str | None = None, share_y: bool = False,
            show: bool = False) -> Path:
     """Draw panels side by side, each with curves against the step, and save a PNG."""
-    import matplotlib
+    fig = draw(panels, title, share_y, show)
+    save(fig, path)
+    if show:
+        import matplotlib.pyplot as plt
 
-    if not show:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        plt.show()
+    return path
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(8 if len(panels) == 1 else 4.5 * len(panels), 4.5),
-                             sharey=share_y, squeeze=False)
+
+def draw(panels: list[Panel], title: str | None = None, share_y: bool = False, show: bool = False,
+         size: tuple[float, float] | None = None):
+    """A matplotlib figure of the panels side by side."""
+    plt = pyplot(show)
+    width = 8 if len(panels) == 1 else 4.5 * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=size or (width, 4.5), sharey=share_y, squeeze=False)
     for ax, panel in zip(axes[0], panels):
         labels = [label for curve in panel.curves for label in curve.line_labels()]
         for curve in panel.curves:
@@ -163,11 +163,33 @@ def figure(panels: list[Panel], path: Path, title: str | None = None, share_y: b
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    if show:
-        plt.show()
-    plt.close(fig)
+    return fig
+
+
+def pyplot(show: bool = False):
+    """matplotlib.pyplot, drawing off screen unless the figure is to be shown."""
+    import matplotlib
+
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
+    pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def save(fig, path: Path) -> Path:
+    """Write the figure to `path` as a PNG, whole or not at all; the figure is closed."""
+    atomic_write(path, png(fig))
     return path
 
 

@@ -109,6 +109,18 @@ class RunDir:
         atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
         return result
 
+    def metric_records(self) -> list[dict]:
+        """The records of metrics.jsonl, oldest first (a torn last line is skipped)."""
+        records = []
+        for line in self.metrics.read_text().splitlines() if self.metrics.exists() else []:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "step" in record:
+                records.append(record)
+        return records
+
     def write_config(self, info: dict) -> None:
         atomic_write(self.config, (json.dumps(info, indent=2) + "\n").encode())
 

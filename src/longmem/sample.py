@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.tensor.special import log_softmax
 
 from longmem import engine
 from longmem.batches import Streams
@@ -50,6 +51,14 @@ def heldout(run, snap, text: str | None = None, split: str = "test") -> tuple[np
     info = run.read_config()
     codes = run.splits(info, run.load_text(info, snap.config.data).codes)[split]
     return codes, f"{split} split of {info['corpus']}"
+
+
+def heldout_eval(run, snap, predictor: Predictor, codes: np.ndarray, split: str = "test") -> dict:
+    """bpc and accuracy of the newest checkpoint on a split of the run's text (`codes`),
+    stored in the run (eval/) and read from there when computed before."""
+    t = snap.config.train
+    key = {"step": snap.meta["state"]["step"], "split": split}
+    return run.cached("eval", key, lambda: predictor.evaluate(codes, t.batch, t.seq).to_dict())
 
 
 class Predictor:
@@ -98,37 +107,45 @@ class Predictor:
         """For each character of `codes`, read as one stream with state carried, the named
         internals after reading it; each name must pick one number per character
         (`hm.1.z`, `lstm.0.c[17]`: an index applies to the unit axes). Returns (n,) arrays."""
-        from longmem import track
+        return self.inside(codes, seq, names, one_number=True)[1]
 
-        state, found = self.zero_state(1), {name: [] for name in names}
+    def inside(self, codes: np.ndarray, seq: int, names: list[str] | None = None,
+               one_number: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Read `codes` as one stream, state carried between windows of `seq`: for each
+        character, the log-probabilities of the next (n, V) and the internal values after
+        reading it, (n, ...) each: all of them, or the ones `names` picks."""
+        state, logs, found = self.zero_state(1), [], {}
         for start in range(0, len(codes), seq):
             x = np.ascontiguousarray(codes[start : start + seq, None], dtype=np.int32)  # (T, 1)
-            fn = self._trace_fn(x.shape[0], tuple(names), track)
+            fn, picked = self._inside_fn(x.shape[0], tuple(names or ()), one_number)
             after = list(fn(x, *state.values()))
-            state = dict(zip(state, after[: len(state)]))
-            for name, value in zip(names, after[len(state) :]):
-                found[name].append(engine.to_numpy(value)[:, 0])
-        return {name: np.concatenate(parts) for name, parts in found.items()}
+            logs.append(engine.to_numpy(after[0])[:, 0])
+            state = dict(zip(state, after[1 : 1 + len(state)]))
+            for name, value in zip(picked, after[1 + len(state) :]):
+                found.setdefault(name, []).append(engine.to_numpy(value)[:, 0])
+        return np.concatenate(logs), {name: np.concatenate(parts) for name, parts in found.items()}
 
-    def _trace_fn(self, T: int, names: tuple, track):
-        if (T, names) not in self._windows:
+    def _inside_fn(self, T: int, names: tuple, one_number: bool):
+        from longmem import track
+
+        if (T, names, one_number) not in self._windows:
             x = pt.tensor("x", dtype="int32", shape=(T, 1))
             state = engine.inputs(self.zero_state(1))
             fw = self.net.forward(self.params, x, state)
-            picked = []
-            for name in names:
+            picked = {}
+            for name in names or sorted(fw.internals):
                 base, index = track.parse(name)
                 if base not in fw.internals:
                     raise UserError(f"no internal value called {base!r}; known: {', '.join(sorted(fw.internals))}")
                 value = fw.internals[base]
-                value = value[(slice(None), slice(None), *index)] if index else value
-                if value.ndim != 2:
-                    raise UserError(f"{name} gives {value.ndim - 2} more axes per character; pick one "
+                picked[name] = value[(slice(None), slice(None), *index)] if index else value
+                if one_number and picked[name].ndim != 2:
+                    raise UserError(f"{name} gives {picked[name].ndim - 2} more axes per character; pick one "
                                     f"number per character, e.g. {base}[0]")
-                picked.append(value)
-            self._windows[T, names] = engine.compile_function([x, *state.values()],
-                                                              [*fw.state.values(), *picked], self.mode)
-        return self._windows[T, names]
+            outputs = [log_softmax(fw.logits, axis=-1), *fw.state.values(), *picked.values()]
+            fn = engine.compile_function([x, *state.values()], outputs, self.mode)
+            self._windows[T, names, one_number] = fn, list(picked)
+        return self._windows[T, names, one_number]
 
     def evaluate(self, codes: np.ndarray, batch: int, seq: int, guesses: bool = False) -> EvalResult:
         """Bits per character and accuracy of predicting codes[1:] from what precedes.
