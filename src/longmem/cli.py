@@ -146,6 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="execution backend (default: each run's)")
     compare.set_defaults(func=cmd_compare)
 
+    report = commands.add_parser(
+        "report", help="what the network does inside, as one self-contained HTML page",
+        description="One HTML file (images inline, no network needed to open it): run summary and learning "
+        "curves, surprise over a held-out passage, cells that track properties of the text, gate "
+        "saturation, bits per character by character class against n-gram baselines, the memory curve "
+        "when `longmem memory` has measured it, and every tracked value.", **shown,
+    )
+    _run_arg(report)
+    report.add_argument("-o", "--out", help="the HTML file to write (default: DIR/report.html)")
+    report.add_argument("--text", help="read this UTF-8 file instead of the run's test split")
+    report.add_argument("--chars", type=int, default=3000, help="characters of the passage read at full resolution")
+    report.set_defaults(func=cmd_report)
+
     inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run", **shown)
     inspect.add_argument("run_dir", metavar="DIR", help="run directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -303,6 +316,14 @@ def cmd_compare(args) -> None:
     for path in compare.compare(runs, labels, Path(args.out), args.backend, args.positions, ks, args.seed):
         print(path)
     print((Path(args.out) / "compare.md").read_text(), end="")
+
+
+def cmd_report(args) -> None:
+    from longmem import report
+
+    run = RunDir(args.run_dir)
+    print(report.build(run, Path(args.out) if args.out else run.path / "report.html", args.text, args.chars,
+                       args.backend))
 
 
 def cmd_plot(args) -> None:
