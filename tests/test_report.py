@@ -2,6 +2,8 @@
 
 import math
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from longmem.ngram import KneserNey
 from longmem.sample import Predictor
 from test_cli import TINY, run_cli
 
-SECTIONS = ["summary", "surprise", "cells", "gates", "errors", "memory", "tracks"]
+SECTIONS = ["summary", "surprise", "cells", "gates", "errors", "memory", "tracks", "graph"]
 
 
 def test_properties_of_a_text():
@@ -91,7 +93,7 @@ def test_report_end_to_end(tmp_path, small_text, capsys):
     page = (run_dir / "report.html").read_text()
     assert out.strip() == str(run_dir / "report.html")
     assert [s for s in SECTIONS if f'<section id="{s}">' in page] == SECTIONS
-    assert "http" not in page.replace("http-equiv", "") and "<script" not in page  # nothing from the network
+    assert not re.search(r'(src|href)="https?:|url\(', page) and "<script" not in page  # nothing from the network
     assert page.count("data:image/png;base64,") >= 4  # learning curves, gates, tracked out.b, ...
     assert len(re.findall(r'<span style="background:rgba\(214,39,40,[0-9.]+\)" title="', page)) == 300
     assert "longmem memory" in page  # not measured yet: says how
@@ -108,3 +110,32 @@ def test_report_refuses_what_it_cannot_read(tmp_path, small_text, capsys):
     assert run_cli(capsys, "caesar", "--run-dir", caesar, "--passes", 1, "--letters", 200)[0] == 0
     code, _, err = run_cli(capsys, "report", caesar)
     assert code == 1 and "a report reads models of text" in err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--enable-logging=stderr"]
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="no chromium here (.ci/run installs Debian's when it can)")
+def test_the_page_renders_in_a_real_browser(tmp_path, small_text, capsys):
+    """Debian's Chromium, headless, opens the page from a file: every section is in the
+    rendered document, nothing is logged to the console, and a screenshot is taken."""
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 10, *TINY)[0] == 0
+    assert run_cli(capsys, "report", run_dir, "--chars", 200)[0] == 0
+    page = (run_dir / "report.html").as_uri()
+
+    def chromium(*flags):
+        done = subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}", *flags, page],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    dom = chromium("--dump-dom")
+    assert [s for s in SECTIONS if f'<section id="{s}">' in dom.stdout] == SECTIONS
+    shot = tmp_path / "shot.png"
+    logged = chromium("--window-size=1200,1600", f"--screenshot={shot}").stderr + dom.stderr
+    assert "CONSOLE" not in logged, logged
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

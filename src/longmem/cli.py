@@ -159,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--chars", type=int, default=3000, help="characters of the passage read at full resolution")
     report.set_defaults(func=cmd_report)
 
+    graph = commands.add_parser(
+        "graph", help="the computation as a flow chart (SVG)",
+        description="Draws the model's computation as a reader thinks of it (embedding, each layer and its "
+        "gates, state carried between windows, softmax, loss, the optimizer's updates) from the model's own "
+        "description; --full draws PyTensor's whole compiled training step. Needs Graphviz's dot program.",
+        **shown,
+    )
+    _run_arg(graph)
+    graph.add_argument("-o", "--out", help="the SVG file to write (default: DIR/graph.svg or DIR/graph-full.svg)")
+    graph.add_argument("--full", action="store_true", help="every operation of the compiled training step")
+    graph.set_defaults(func=cmd_graph)
+
     inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run", **shown)
     inspect.add_argument("run_dir", metavar="DIR", help="run directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
@@ -324,6 +336,25 @@ def cmd_report(args) -> None:
     run = RunDir(args.run_dir)
     print(report.build(run, Path(args.out) if args.out else run.path / "report.html", args.text, args.chars,
                        args.backend))
+
+
+def cmd_graph(args) -> None:
+    from longmem import engine as eng, graph
+    from longmem.files import atomic_write
+    from longmem.rundir import load
+
+    run = RunDir(args.run_dir)
+    snap = load(run)
+    if args.full:
+        from longmem.train import Trainer
+
+        trainer = Trainer(snap.config, snap.params, eng.configure(args.backend or snap.config.train.backend, "cpu"))
+        dot = graph.full(trainer.step_fn, f"{run.path.name}: the compiled training step")
+    else:
+        dot = graph.flow_chart(snap.config, len(snap.vocab))
+    out = Path(args.out) if args.out else run.path / ("graph-full.svg" if args.full else "graph.svg")
+    atomic_write(out, graph.svg(dot))
+    print(out)
 
 
 def cmd_plot(args) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import memory, plot, track
+from longmem import graph, memory, plot, track
 from longmem.errors import UserError
 from longmem.files import atomic_write
 from longmem.ngram import KneserNey
@@ -144,6 +144,7 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
         _errors(passage_text, passage, log_p, train_codes, len(snap.vocab)),
         _memory(run, snap),
         _tracks(run),
+        _graph(snap),
     ]
     title = f"longmem report: {run.path.name}"
     page = PAGE.format(title=html.escape(title), style=STYLE, body="\n".join(sections),
@@ -362,3 +363,11 @@ def _tracks(run: RunDir) -> str:
         curve = plot.Curve(name if shown.shape[1] == 1 else "", s.steps, shown)
         parts.append(_image(plot.draw([plot.Panel(label, "value", [curve])], size=(6, 3)), name))
     return _section("tracks", "Tracked values", *parts)
+
+
+def _graph(snap) -> str:
+    try:
+        drawn = graph.svg(graph.flow_chart(snap.config, len(snap.vocab))).decode()
+    except UserError as e:
+        return _section("graph", "The computation", _note(f"No flow chart: {e}"))
+    return _section("graph", "The computation", drawn[drawn.index("<svg") :])

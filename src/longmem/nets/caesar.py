@@ -16,7 +16,7 @@ import pytensor.tensor as pt
 
 from longmem.config import ModelConfig
 from longmem.errors import UserError
-from longmem.nets.protocol import Forward
+from longmem.nets.protocol import Diagram, Forward
 
 LETTERS = 26
 EXPLODES = None  # squared error can start near zero: only NaN or infinity stops a run
@@ -82,3 +82,11 @@ def log_probs(logits, target):
     """log of the target's output over the sum of the outputs: (T, B)."""
     lp = logits - pt.log(pt.exp(logits).sum(axis=-1, keepdims=True))
     return pt.take_along_axis(lp, target[..., None], axis=-1)[..., 0]
+
+
+def diagram(cfg: ModelConfig) -> Diagram:
+    d = Diagram()
+    hidden = d.node("hidden", f"hidden = sigmoid(hidden.W[x] + hidden.b): {cfg.hidden} logistic units")
+    d.edge("x", hidden, "one-hot letter")
+    d.edge(hidden, "logits", f"out = sigmoid(out.W hidden + out.b): {LETTERS} logistic units")
+    return d

@@ -33,7 +33,7 @@ from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
 from longmem.nets.lstm import log_probs
-from longmem.nets.protocol import Forward
+from longmem.nets.protocol import Diagram, Forward
 
 EXPLODES = 3.0
 BITS = True
@@ -154,3 +154,29 @@ def target(x, y):
 def loss(fw: Forward, y):
     """Mean cross-entropy of the targets, in nats."""
     return -log_probs(fw.logits, y).mean()
+
+
+def diagram(cfg: ModelConfig) -> Diagram:
+    d, L = Diagram(), cfg.layers
+    out = d.node("out", "gated sum: relu(sum_l g_l E_l h_l)\ng = sigmoid(out.gate [h_1 ... h_L])")
+    below, label = "x", "embedding W[x]"
+    for layer in range(L):
+        reads = [(below, label)]
+        if layer < L - 1:
+            reads.append((f"hm.{layer + 1}.h", "top-down: z(t-1) V h above(t-1)", "recurrent"))
+        h = d.lstm(f"hm.{layer}", f"layer {layer}: FLUSH if z(t-1), else UPDATE if z below, else COPY",
+                   cfg.hidden, reads)
+        d.edge(h, out)
+        if layer < L - 1:
+            z = d.node(f"hm.{layer}.z", "boundary z = [hard_sigmoid(slope * s_z) > 0.5]\n(straight-through "
+                       "gradient)", group=f"hm.{layer}")
+            d.edge(f"hm.{layer}.gates", z)
+            d.edge(z, f"hm.{layer}.gates", "z(t-1): FLUSH", "recurrent")
+            d.edge(z, f"hm.{layer + 1}.gates", "z: UPDATE, else COPY")
+        below, label = h, "bottom-up: z below * W h below"
+    if cfg.dropout > 0:
+        out_d = d.node("out.dropout", f"dropout {cfg.dropout:g}")
+        d.edge(out, out_d)
+        out = out_d
+    d.edge(out, "logits", "out.W e + out.b")
+    return d

@@ -22,7 +22,7 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.gradient import DisconnectedType
 
 from longmem.config import ModelConfig
-from longmem.nets.protocol import Forward
+from longmem.nets.protocol import Diagram, Forward
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -197,3 +197,15 @@ def log_probs(logits, y):
     """log p(y) for every position: logits (T, B, V), y (T, B) -> (T, B)."""
     lp = pt.special.log_softmax(logits, axis=-1)
     return pt.take_along_axis(lp, y[..., None], axis=-1)[..., 0]
+
+
+def diagram(cfg: ModelConfig) -> Diagram:
+    d, source, label = Diagram(), "x", "embedding Wx[x] + b"
+    for i in range(cfg.layers):
+        h = d.lstm(f"lstm.{i}", f"layer {i}", cfg.hidden, [(source, label)])
+        source, label = h, "Wx h + b"
+        if cfg.dropout > 0:
+            source = d.node(f"lstm.{i}.dropout", f"dropout {cfg.dropout:g}")
+            d.edge(h, source)
+    d.edge(source, "logits", "out.W h + out.b")
+    return d

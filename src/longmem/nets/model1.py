@@ -28,7 +28,7 @@ from pytensor.gradient import zero_grad
 from longmem.config import ModelConfig
 from longmem.errors import UserError
 from longmem.nets.lstm import layer, log_probs
-from longmem.nets.protocol import Forward
+from longmem.nets.protocol import Diagram, Forward
 
 EXPLODES = 3.0
 BITS = True
@@ -125,3 +125,26 @@ def target(x, y):
 def loss(fw: Forward, y):
     """Stage 3's mean cross-entropy of the next character, in nats."""
     return -log_probs(fw.logits, y).mean()
+
+
+def diagram(cfg: ModelConfig) -> Diagram:
+    H1, H2, H3 = sizes(cfg)
+    d = Diagram()
+    h1 = d.lstm("stage1", "stage 1 (the --base run, frozen)", H1, [("x", "embedding")])
+    delta = d.node("delta", "delta(t) = c1(t) - c1(t-1)")
+    d.edge("stage1.c", delta, "", "fixed")
+    d.nodes[h1] = ("h = o * tanh(c) (not used)", "op")
+    h2 = d.lstm("stage2", f"stage 2 (learns for the first {cfg.stage2_steps} steps)", H2,
+                [("x", "embedding"), (delta, "Wd delta")])
+    pred = d.node("prediction", "prediction p(t) = P h2 + p")
+    d.edge(h2, pred)
+    err = d.node("model1.stage2", "squared error of p(t) against delta(t+1)", "loss")
+    d.edge(pred, err)
+    d.edge(delta, err, "delta(t+1)")
+    h3 = d.lstm("stage3", "stage 3 (learns after stage 2)", H3, [("x", "embedding"), (pred, "Wp p", "fixed")])
+    source = h3
+    if cfg.dropout > 0:
+        source = d.node("stage3.dropout", f"dropout {cfg.dropout:g}")
+        d.edge(h3, source)
+    d.edge(source, "logits", "out.W h3 + out.b")
+    return d

@@ -26,7 +26,7 @@ from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
 from longmem.nets.lstm import log_probs
-from longmem.nets.protocol import Forward
+from longmem.nets.protocol import Diagram, Forward
 
 EXPLODES = 3.0
 BITS = True
@@ -121,3 +121,24 @@ def target(x, y):
 def loss(fw: Forward, y):
     """A's mean cross-entropy of the next character, in nats."""
     return -log_probs(fw.logits, y).mean()
+
+
+def diagram(cfg: ModelConfig) -> Diagram:
+    A, B = sizes(cfg)
+    d = Diagram()
+    ha = d.lstm("a", "LSTM A", A, [("x", "embedding")])
+    dc = d.node("dc", "dc(t) = c_A(t) - c_A(t-1)")
+    d.edge("a.c", dc, "", "fixed")
+    hb = d.lstm("b", "LSTM B", B, [(dc, "Wx dc")])
+    u = d.node("u", f"u(t) = tanh(u.W h_B + u.b): {A} values")
+    d.edge(hb, u)
+    d.edge(u, "a.gates", "u(t-1), Wu u", "fixed")
+    err = d.node("model2.b_loss", "squared error of u(t) against dc(t+1)", "loss")
+    d.edge(u, err)
+    d.edge(dc, err, "dc(t+1)")
+    source = ha
+    if cfg.dropout > 0:
+        source = d.node("a.dropout", f"dropout {cfg.dropout:g}")
+        d.edge(ha, source)
+    d.edge(source, "logits", "out.W h_A + out.b")
+    return d

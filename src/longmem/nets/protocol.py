@@ -32,11 +32,16 @@ A model module has:
     EXPLODES: float | None
         stop a run whose loss exceeds this many times its first loss (None:
         only a NaN or infinite value stops it, for losses that start near 0)
+    diagram(cfg) -> Diagram
+        the computation as a reader thinks of it, for `longmem graph`: from
+        the node "x" (the window's characters) and "state" (carried in) to
+        "logits" and "next state"; the loss and the optimizer are added
+        around it
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -45,3 +50,38 @@ class Forward:
     state: dict  # the state after the window, named as init_state names it
     internals: dict  # named values at full resolution, (T, B, ...)
     losses: dict  # extra loss terms (scalars) the model trains on, by name
+
+
+@dataclass
+class Diagram:
+    """Boxes and arrows: nodes by id (label, kind), edges (from, to, label, style:
+    "" for data, "fixed" for a value passed on without gradient, "recurrent" for
+    a value from the previous step), and groups of nodes drawn together."""
+
+    nodes: dict = field(default_factory=dict)  # id -> (label, kind: "data", "op", "param")
+    edges: list = field(default_factory=list)
+    groups: dict = field(default_factory=dict)  # id -> (title, [node ids])
+
+    def node(self, id: str, label: str, kind: str = "op", group: str | None = None) -> str:
+        self.nodes[id] = (label, kind)
+        if group:
+            self.groups[group][1].append(id)
+        return id
+
+    def edge(self, a: str, b: str, label: str = "", style: str = "") -> None:
+        self.edges.append((a, b, label, style))
+
+    def lstm(self, id: str, title: str, cells: int, reads: list[tuple]) -> str:
+        """An LSTM layer of `cells` reading inputs (node, label[, style]); returns its h node."""
+        self.groups[id] = (f"{title}: {cells} cells", [])
+        gates = self.node(f"{id}.gates", "gates i, f, o = sigmoid(.)\ncandidate g = tanh(.)", group=id)
+        c = self.node(f"{id}.c", "c = f * c(t-1) + i * g", group=id)
+        h = self.node(f"{id}.h", "h = o * tanh(c)", group=id)
+        for source, label, *style in reads:
+            self.edge(source, gates, label, *style)
+        self.edge(gates, c)
+        self.edge(c, h)
+        self.edge(h, gates, "h(t-1)", "recurrent")
+        self.edge("state", gates, f"{id} h, c")
+        self.edge(h, "next state", f"{id} h, c")
+        return h

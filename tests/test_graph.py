@@ -1,0 +1,58 @@
+"""`longmem graph`: every model's flow chart is whole, and the command draws it."""
+
+import shutil
+
+import pytest
+
+from longmem.config import ModelConfig
+from longmem.nets import NETS
+from test_cli import TINY, run_cli
+
+COMMON = {"x", "state", "next state", "logits"}
+DOT = shutil.which("dot")
+
+
+@pytest.mark.parametrize("model, sizes", [("lstm", dict(layers=2)), ("hmlstm", dict(layers=3)), ("model1", {}),
+                                          ("model2", {}), ("caesar", {})])
+def test_every_arrow_joins_two_boxes(model, sizes):
+    cfg = ModelConfig(model=model, hidden=8, **sizes)
+    d = NETS[model].diagram(cfg)
+    known = COMMON | set(d.nodes)
+    assert all(a in known and b in known for a, b, _, _ in d.edges), d.edges
+    assert any(b == "logits" for _, b, _, _ in d.edges) and any(a == "x" for a, _, _, _ in d.edges)
+    assert all(node in d.nodes for _, members in d.groups.values() for node in members)
+    drawn = {a for a, _, _, _ in d.edges} | {b for _, b, _, _ in d.edges}
+    assert set(d.nodes) <= drawn, set(d.nodes) - drawn  # no box left unconnected
+
+
+def test_the_stop_gradients_are_drawn_where_the_model_has_them():
+    fixed = lambda model: {(a, b) for a, b, _, style in NETS[model].diagram(ModelConfig(model=model)).edges  # noqa: E731
+                           if style == "fixed"}
+    assert fixed("model2") == {("a.c", "dc"), ("u", "a.gates")}
+    assert fixed("model1") == {("stage1.c", "delta"), ("prediction", "stage3.gates")}
+    assert fixed("lstm") == set()
+
+
+@pytest.mark.skipif(not DOT, reason="Graphviz's dot is not installed (.ci/run installs it when it can)")
+def test_graph_draws_the_flow_chart_and_the_compiled_step(tmp_path, small_text, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 2, *TINY)[0] == 0
+    code, out, err = run_cli(capsys, "graph", run_dir)
+    assert code == 0, err
+    svg = (run_dir / "graph.svg").read_text()
+    assert out.strip() == str(run_dir / "graph.svg") and svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    for text in ("layer 0: 16 cells", "dropout 0.3", "rmsprop", "cross-entropy with the next character"):
+        assert text in svg.replace("&#45;", "-"), text
+    code, _, err = run_cli(capsys, "graph", run_dir, "--full", "-o", tmp_path / "full.svg")
+    assert code == 0, err
+    full = (tmp_path / "full.svg").read_text()
+    assert full.count('class="node"') > 30  # every compiled operation, not the summary
+
+
+def test_graph_without_dot_is_one_clear_line(tmp_path, small_text, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 2, *TINY)[0] == 0
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    code, _, err = run_cli(capsys, "graph", run_dir)
+    assert code == 1 and "needs Graphviz's `dot` program" in err and err.count("\n") == 1
+    assert not (run_dir / "graph.svg").exists()
