@@ -187,10 +187,10 @@ def _image(fig, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(head: list[str], rows: list[list]) -> str:
+def _table(head: list[str] | None, rows: list[list]) -> str:
     cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in row)  # noqa: E731
-    return "<table><tr>" + cells(head, "th") + "</tr>" + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + \
-        "</table>"
+    heading = f"<tr>{cells(head, 'th')}</tr>" if head else ""
+    return "<table>" + heading + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>"
 
 
 def _note(text: str) -> str:
@@ -221,7 +221,7 @@ def _summary(run: RunDir, snap, evaluated: dict, what: str) -> str:
             [f"next-letter accuracy ({what})", f"{evaluated['accuracy']:.1%}"]]
     curves = plot.learning_curves(run)
     names = {"bpc": "training", "val_bpc": "validation", "train_bpc": "training text, evaluated"}
-    parts = [_table(["", ""], rows)]
+    parts = [_table(None, rows)]
     if curves:
         lines = [plot.Curve(names[key], steps, values[:, None]) for key, (steps, values) in curves.items()]
         parts.append(_image(plot.draw([plot.Panel("learning curves", "bits per character", lines)]),
@@ -277,7 +277,8 @@ def _cells(text: str, internals: dict[str, np.ndarray]) -> str:
     for layer, found in layers.items():
         best = best_cells(found, props)
         parts.append(f"<h3>{html.escape(layer)}</h3>")
-        parts.append(_table(["property", "unit", "r"], [[p, c.label, f"{c.r:+.3f}"] for p, c in best.items()]))
+        parts.append(_table(["property", "unit", "r"], [[p, c.label, f"{c.r:+.3f}"] if (c := best.get(p)) else
+                                                        [p, "(does not vary in this passage)", ""] for p in props]))
         for prop, cell in best.items():
             parts.append(f"<h4>{html.escape(prop)}: {html.escape(cell.label)}, r = {cell.r:+.3f}</h4>")
             parts.append(_cell_view(text, found[cell.name][:, cell.unit]))
@@ -345,7 +346,8 @@ def _memory(run: RunDir, snap) -> str:
         return _section("memory", "Memory", _note(f"No memory curve measured for this checkpoint yet: "
                                                   f"`longmem memory {run.path}` measures it (about a minute), "
                                                   "and the next report shows it."))
-    return _section("memory", "Memory", _note(memory.table(curve)), _image(memory.draw({"": curve}), "memory curve"))
+    return _section("memory", "Memory", f'<pre>{html.escape(memory.table(curve))}</pre>',
+                    _image(memory.draw({"": curve}), "memory curve"))
 
 
 def _tracks(run: RunDir) -> str:
