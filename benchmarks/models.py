@@ -17,9 +17,13 @@ for as many steps as model2 took; their validation bpc step by step is in
 OUT/per-step.md, and all four side by side in OUT/per-step.
 
 Last, what the window length does to the plain LSTM's memory: `lstm` trained
-with each of --seqs (OUT/seq-<T>, --seq-minutes each), compared in OUT/seq.
-A run folder that already holds a run is kept, so the script can be stopped
-and started again, and extended.
+with each of --seqs on the same number of characters (--seq-chars; steps =
+chars / (batch x T), so the budget does not depend on how busy the machine
+is), in OUT/seq-<T>, compared in OUT/seq.
+
+A run folder that already holds a run is resumed (a finished one is left as
+it is), so the script can be stopped at any moment, started again, and
+extended.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from longmem.compare import validation
-from longmem.config import ModelConfig
+from longmem.config import ModelConfig, TrainConfig
 from longmem.corpus import load
 from longmem.nets import NETS
 from longmem.rundir import RunDir
@@ -57,9 +61,12 @@ def longmem(*argv, capture: bool = True) -> str | None:
 
 
 def train(out: Path, name: str, text: str, minutes: float | None, *flags) -> Path:
-    """Train OUT/name (for `minutes`, or as `flags` say) unless it holds a run already."""
+    """Train OUT/name (for `minutes`, or as `flags` say); resume it if it holds an unfinished run."""
     run = out / name
-    if not (run / "config.json").exists():
+    if (run / "config.json").exists():
+        if not json.loads(longmem("inspect", run, "--json"))["finished"]:
+            longmem("train", "--resume", run, capture=False)
+    else:
         limit = ["--minutes", minutes] if minutes is not None else []
         longmem("train", "--text", text, *limit, "--run-dir", run, *flags, capture=False)
     return run
@@ -67,6 +74,26 @@ def train(out: Path, name: str, text: str, minutes: float | None, *flags) -> Pat
 
 def steps_of(run: Path) -> int:
     return json.loads(longmem("inspect", run, "--json"))["step"]
+
+
+def boundaries(run: Path) -> str:
+    """How often each HM-LSTM layer fires on the test split, overall and by the class of
+    the character just read (a Markdown table)."""
+    from longmem.report import CLASSES, classes
+    from longmem.sample import heldout, open_run
+
+    snap, predictor = open_run(RunDir(run))
+    codes, _ = heldout(RunDir(run), snap)
+    names = [f"hm.{layer}.z" for layer in range(snap.config.model.layers - 1)]
+    fired = predictor.trace(codes, snap.config.train.seq, names)
+    which = classes(snap.vocab.decode(codes))  # class of character i + 1
+    lines = ["| character just read | characters | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for k, name in [(None, "all"), *enumerate(CLASSES)]:
+        chosen = np.ones(len(codes) - 1, bool) if k is None else which == k
+        if chosen.any():
+            rates = " | ".join(f"{fired[n][1:][chosen].mean():.1%}" for n in names)
+            lines.append(f"| {name} | {chosen.sum():,} | {rates} |")
+    return "\n".join(lines) + "\n"
 
 
 def per_step(model: Path, peer: Path, offset: int, rows: int = 10) -> str:
@@ -91,7 +118,8 @@ def main() -> None:
     parser.add_argument("--stage2-steps", type=int, default=500, help="model1: steps before stage 3 learns")
     parser.add_argument("--seqs", type=int, nargs="*", default=[32, 64, 128, 256],
                         help="window lengths for the plain LSTM's memory study (none: skip it)")
-    parser.add_argument("--seq-minutes", type=float, default=10.0, help="wall minutes per window length")
+    parser.add_argument("--seq-chars", type=int, default=16_384_000,
+                        help="characters each window length trains on (the default run's 2000 steps of 128 x 64)")
     args = parser.parse_args()
     vocab = len(load("python-docs", args.text).vocab)
     target = count("lstm", vocab, hidden=256)
@@ -110,6 +138,9 @@ def main() -> None:
     print(f"parameters matched to lstm 1 x 256 ({target:,}): hmlstm 3 x {h_hm}, model2 {h_m2} + {2 * h_m2}, "
           f"model1 stages 2 and 3 of {2 * h_m1} and {h_m1} on a base of 200 (its count includes the base)")
     print(longmem("compare", *runs, "--out", args.out / "comparison"))
+    fired = boundaries(runs[1])
+    (args.out / "boundaries.md").write_text(fired)
+    print(f"how often hmlstm's boundary detectors fire on the test split:\n\n{fired}")
 
     # The original's claims are per step: stage 3 against a plain LSTM of its size, model2 against one of A's.
     model1, model2 = runs[3], runs[2]
@@ -125,7 +156,9 @@ def main() -> None:
     print(longmem("compare", model1, stage3, model2, plain_a, "--out", args.out / "per-step"))
 
     if args.seqs:
-        seq_runs = [train(args.out, f"seq-{n}", args.text, args.seq_minutes, "--seq", n) for n in args.seqs]
+        seq_runs = [train(args.out, f"seq-{n}", args.text, None, "--seq", n, "--steps",
+                          args.seq_chars // (TrainConfig().batch * n))
+                    for n in args.seqs]
         print(longmem("compare", *seq_runs, "--out", args.out / "seq"))
 
 

@@ -66,7 +66,7 @@ def reference(tmp_path, small_text, capsys):
 
 def _same_run(capsys, run_dir, reference):
     assert digest(capsys, run_dir)["digest"] == digest(capsys, reference)["digest"]
-    assert digest(capsys, run_dir)["step"] == STEPS
+    assert digest(capsys, run_dir)["step"] == STEPS and digest(capsys, run_dir)["finished"]
     assert metrics(run_dir) == metrics(reference)
     assert (run_dir / "samples.txt").read_text() == (reference / "samples.txt").read_text()
     tracks = sorted(p.name for p in (reference / "tracks").iterdir())
@@ -118,7 +118,7 @@ def test_a_stop_signal_saves_and_exits_cleanly(tmp_path, small_text, reference, 
     assert proc.returncode == 0, err
     assert f"stopped by {sig.name}" in err and f"--resume {run_dir}" in err
     stopped_at = digest(capsys, run_dir)["step"]
-    assert 0 < stopped_at < STEPS
+    assert 0 < stopped_at < STEPS and not digest(capsys, run_dir)["finished"]
     code, _, err = run_cli(capsys, "train", "--resume", run_dir)
     assert code == 0, err
     _same_run(capsys, run_dir, reference)

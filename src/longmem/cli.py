@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from longmem.compress import Settings
+
     parser = argparse.ArgumentParser(
         prog="longmem", description="Train and study character-level recurrent networks."
     )
@@ -145,6 +147,41 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--backend", choices=engine.BACKENDS, default=None,
                          help="execution backend (default: each run's)")
     compare.set_defaults(func=cmd_compare)
+
+    compress = commands.add_parser(
+        "compress", help="compress a file losslessly with an online LSTM (FILE.lmz)",
+        description="Codes each byte with the probability an LSTM gives it, training the LSTM on the data as "
+        "it goes, so that only the archive is needed to decompress. Any file, binary included; - reads "
+        "standard input (and writes standard output unless -o). Never overwrites a file.", **shown,
+    )
+    compress.add_argument("file", metavar="FILE", help="the file to compress, or - for standard input")
+    compress.add_argument("-o", "--out", help="the archive to write (default: FILE.lmz; - for standard output)")
+    compress.add_argument("--model", metavar="RUN", help="start from a trained lstm run's weights (the archive then "
+                          "needs the same run to decompress); the data must be UTF-8 in the run's characters")
+    compress.add_argument("--stats", action="store_true", help="print bits per symbol, overall and per tenth")
+    compress.add_argument("--quiet", action="store_true", help="no progress bar")
+    _settings = Settings()
+    compress.add_argument("--segments", type=int, default=_settings.segments, help="rows coded in lockstep (B)")
+    compress.add_argument("--window", type=int, default=_settings.window, help="symbols per training step (T)")
+    compress.add_argument("--hidden", type=int, default=_settings.hidden, help="LSTM cells")
+    compress.add_argument("--layers", type=int, default=_settings.layers, help="LSTM layers")
+    compress.add_argument("--lr", type=float, default=_settings.lr, help="learning rate")
+    compress.add_argument("--optimizer", choices=["sgd", "rmsprop", "adam"], default=_settings.optimizer)
+    compress.add_argument("--replay", type=int, default=_settings.replay,
+                          help="extra training steps per window on earlier windows")
+    compress.add_argument("--seed", type=int, default=_settings.seed, help="seed of the initial weights")
+    compress.set_defaults(func=cmd_compress)
+
+    decompress = commands.add_parser(
+        "decompress", help="restore a file from its .lmz archive",
+        description="Decodes the archive, checks the result against the original's SHA-256 and only then "
+        "writes it (default: the archive's name without .lmz). Never overwrites a file.", **shown,
+    )
+    decompress.add_argument("file", metavar="ARCHIVE", help="the archive, or - for standard input")
+    decompress.add_argument("-o", "--out", help="the file to write (- for standard output)")
+    decompress.add_argument("--model", metavar="RUN", help="the run the archive was made with, if any")
+    decompress.add_argument("--quiet", action="store_true", help="no progress bar")
+    decompress.set_defaults(func=cmd_decompress)
 
     report = commands.add_parser(
         "report", help="what the network does inside, as one self-contained HTML page",
@@ -330,6 +367,76 @@ def cmd_compare(args) -> None:
     print((Path(args.out) / "compare.md").read_text(), end="")
 
 
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"{name}: no such file")
+    return path.read_bytes()
+
+
+def _write_output(out: str, data: bytes) -> None:
+    """Write to standard output (-) or a new file, whole or not at all."""
+    from longmem.files import atomic_write
+
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if Path(out).exists():
+        raise UserError(f"{out} exists; give another name with -o or remove it")
+    atomic_write(Path(out), data)
+
+
+def _base_run(name: str | None):
+    """A run's parameters, digest and characters, for --model."""
+    if name is None:
+        return None
+    from longmem import checkpoint
+    from longmem.rundir import load
+
+    snap = load(RunDir(name))
+    if snap.config.model.model != "lstm":
+        raise UserError(f"--model {name} is a {snap.config.model.model} run; compress starts from lstm runs")
+    return snap.params, checkpoint.digest(snap.params), snap.vocab.chars
+
+
+def cmd_compress(args) -> None:
+    from longmem.compress import Settings, compress, stats, unpack
+
+    out = args.out or ("-" if args.file == "-" else f"{args.file}.lmz")
+    if out != "-" and Path(out).exists():
+        raise UserError(f"{out} exists; give another name with -o or remove it")
+    settings = Settings(args.segments, args.window, args.hidden, args.layers, args.lr, args.optimizer,
+                        args.replay, args.seed)
+    settings.check()
+    data = _read_input(args.file)
+    archive = compress(data, settings, _base_run(args.model), quiet=args.quiet)
+    _write_output(out, archive)
+    if args.stats:
+        print(stats(unpack(archive)[0]), file=sys.stderr if out == "-" else sys.stdout)
+
+
+def cmd_decompress(args) -> None:
+    from longmem.compress import decompress
+
+    if args.out:
+        out = args.out
+    elif args.file == "-":
+        out = "-"
+    elif args.file.endswith(".lmz"):
+        out = args.file[: -len(".lmz")]
+    else:
+        raise UserError(f"{args.file} does not end in .lmz: say where to write with -o")
+    if out != "-" and Path(out).exists():
+        raise UserError(f"{out} exists; give another name with -o or remove it")
+    archive = _read_input(args.file)
+    data = decompress(archive, _base_run(args.model), quiet=args.quiet,
+                      name="the archive" if args.file == "-" else args.file)
+    _write_output(out, data)
+
+
 def cmd_report(args) -> None:
     from longmem import report
 
@@ -378,10 +485,13 @@ def cmd_inspect(args) -> None:
     from longmem import checkpoint
     from longmem.rundir import load
 
+    from longmem.train import finished
+
     snap = load(RunDir(args.run_dir))
     state = snap.meta["state"]
     report = {
         "step": state["step"],
+        "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0)),
         "epoch": state["cursor"]["epoch"],
         "checkpoint": snap.path.name,
         "params": int(sum(a.size for a in snap.params.values())),

@@ -68,7 +68,7 @@ class Predictor:
         self.params, self.cfg, self.mode = params, cfg, mode
         self.net = NETS[cfg.model]
         self._windows: dict[tuple[int, int], object] = {}
-        self._step = None
+        self._steps: dict[int, object] = {}
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         return self.net.init_state(self.cfg, batch)
@@ -93,15 +93,15 @@ class Predictor:
         return (engine.to_numpy(lp), engine.to_numpy(guess), engine.to_numpy(target),
                 dict(zip(state, after)))
 
-    def step_fn(self):
-        """(x (1, 1), *state) -> (logits (V,), *new state): one character at a time."""
-        if self._step is None:
-            x = pt.tensor("x", dtype="int32", shape=(1, 1))
-            state = engine.inputs(self.zero_state(1))
+    def step_fn(self, batch: int = 1):
+        """(x (1, batch), *state) -> (logits (batch, V), *new state): one character per stream."""
+        if batch not in self._steps:
+            x = pt.tensor("x", dtype="int32", shape=(1, batch))
+            state = engine.inputs(self.zero_state(batch))
             fw = self.net.forward(self.params, x, state)
-            self._step = engine.compile_function([x, *state.values()], [fw.logits[0, 0], *fw.state.values()],
-                                                 self.mode)
-        return self._step
+            self._steps[batch] = engine.compile_function([x, *state.values()], [fw.logits[0], *fw.state.values()],
+                                                         self.mode)
+        return self._steps[batch]
 
     def trace(self, codes: np.ndarray, seq: int, names: list[str]) -> dict[str, np.ndarray]:
         """For each character of `codes`, read as one stream with state carried, the named
@@ -202,7 +202,7 @@ class Predictor:
         out, code = [], int(codes[-1])
         for _ in range(length):
             logits, *state = step(np.array([[code]], np.int32), *state)
-            code = sample_code(engine.to_numpy(logits), rng, temperature, top_k)
+            code = sample_code(engine.to_numpy(logits)[0], rng, temperature, top_k)
             out.append(code)
         return vocab.decode(out)
 

@@ -168,6 +168,13 @@ class StopFlag:
             signal.signal(s, handler)
 
 
+def finished(t, step: int, elapsed: float) -> bool:
+    """Whether a run with TrainConfig `t` has reached its goal (steps or minutes)."""
+    if t.steps is not None and step >= t.steps:
+        return True
+    return t.minutes is not None and elapsed >= t.minutes * 60
+
+
 def new_state(cfg: RunConfig) -> TrainState:
     return TrainState(rng=np.random.default_rng(cfg.train.seed + 1).bit_generator.state)
 
@@ -237,9 +244,7 @@ class Loop:
         state.elapsed = elapsed + time.monotonic() - started
 
     def done(self, state: TrainState) -> bool:
-        if self.goal is not None and state.step >= self.goal:
-            return True
-        return self.cfg.train.minutes is not None and state.elapsed >= self.cfg.train.minutes * 60
+        return finished(self.cfg.train, state.step, state.elapsed)
 
     def after_step(self, state: TrainState, lr: float, grad_norm: float, values: dict) -> None:
         t = self.cfg.train

@@ -174,9 +174,5 @@ def diagram(cfg: ModelConfig) -> Diagram:
             d.edge(z, f"hm.{layer}.gates", "z(t-1): FLUSH", "recurrent")
             d.edge(z, f"hm.{layer + 1}.gates", "z: UPDATE, else COPY")
         below, label = h, "bottom-up: z below * W h below"
-    if cfg.dropout > 0:
-        out_d = d.node("out.dropout", f"dropout {cfg.dropout:g}")
-        d.edge(out, out_d)
-        out = out_d
-    d.edge(out, "logits", "out.W e + out.b")
+    d.to_logits(out, cfg.dropout, "out.W e + out.b")
     return d

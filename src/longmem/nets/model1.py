@@ -142,9 +142,5 @@ def diagram(cfg: ModelConfig) -> Diagram:
     d.edge(pred, err)
     d.edge(delta, err, "delta(t+1)")
     h3 = d.lstm("stage3", "stage 3 (learns after stage 2)", H3, [("x", "embedding"), (pred, "Wp p", "fixed")])
-    source = h3
-    if cfg.dropout > 0:
-        source = d.node("stage3.dropout", f"dropout {cfg.dropout:g}")
-        d.edge(h3, source)
-    d.edge(source, "logits", "out.W h3 + out.b")
+    d.to_logits(h3, cfg.dropout, "out.W h3 + out.b")
     return d

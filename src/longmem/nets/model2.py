@@ -136,9 +136,5 @@ def diagram(cfg: ModelConfig) -> Diagram:
     err = d.node("model2.b_loss", "squared error of u(t) against dc(t+1)", "loss")
     d.edge(u, err)
     d.edge(dc, err, "dc(t+1)")
-    source = ha
-    if cfg.dropout > 0:
-        source = d.node("a.dropout", f"dropout {cfg.dropout:g}")
-        d.edge(ha, source)
-    d.edge(source, "logits", "out.W h_A + out.b")
+    d.to_logits(ha, cfg.dropout, "out.W h_A + out.b")
     return d

@@ -85,3 +85,11 @@ class Diagram:
         self.edge("state", gates, f"{id} h, c")
         self.edge(h, "next state", f"{id} h, c")
         return h
+
+    def to_logits(self, source: str, dropout: float, label: str) -> None:
+        """The softmax layer reading `source`, through dropout when there is any."""
+        if dropout > 0:
+            dropped = self.node(f"{source}.dropout", f"dropout {dropout:g}")
+            self.edge(source, dropped)
+            source = dropped
+        self.edge(source, "logits", label)
