@@ -47,13 +47,16 @@ REPLAY_KEPT = 2000  # earlier windows kept for replay (their inputs, targets and
 
 @dataclass
 class Settings:
-    segments: int = 32  # rows coded in lockstep (B)
-    window: int = 20  # columns per training step (T)
-    hidden: int = 256  # LSTM cells
+    # Defaults tuned on 100 KB of Huck Finn (see the README): fewer rows, shorter
+    # windows, a high learning rate and replay make an online model learn faster
+    # per byte; 128 cells are as good as 256 there and twice as fast.
+    segments: int = 16  # rows coded in lockstep (B)
+    window: int = 10  # columns per training step (T)
+    hidden: int = 128  # LSTM cells
     layers: int = 1
-    lr: float = 0.003
+    lr: float = 0.03
     optimizer: str = "adam"
-    replay: int = 0  # extra training steps per window on earlier windows
+    replay: int = 2  # extra training steps per window on earlier windows
     seed: int = 0
 
     def check(self) -> None:
