@@ -26,12 +26,16 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-@pytest.fixture
-def small_text(tmp_path):
+def write_small_text(folder: Path) -> Path:
     """A few KB of English-like text in a file."""
     words = "the quick brown fox jumps over a lazy dog while huck and jim float down the river".split()
     r = np.random.default_rng(7)
     text = "\n".join(" ".join(r.choice(words, 12)) + "." for _ in range(120)) + "\n"
-    path = tmp_path / "small.txt"
+    path = folder / "small.txt"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def small_text(tmp_path):
+    return write_small_text(tmp_path)

@@ -66,12 +66,20 @@ def test_standard_input_and_output(tmp_path):
     assert unpacked.stdout == data
 
 
-@pytest.fixture
-def archive(tmp_path, capsys):
-    original = tmp_path / "a.txt"
+@pytest.fixture(scope="module")
+def good_archive(tmp_path_factory) -> bytes:
+    """One archive for the tests that damage it (compressing once saves compiling)."""
+    from longmem.cli import main
+
+    original = tmp_path_factory.mktemp("good") / "a.txt"
     original.write_bytes(b"an archive to damage, " * 20)
-    assert run_cli(capsys, "compress", original, *SMALL)[0] == 0
-    original.unlink()
+    assert main(["compress", str(original), *map(str, SMALL)]) == 0
+    return original.with_name("a.txt.lmz").read_bytes()
+
+
+@pytest.fixture
+def archive(tmp_path, good_archive):
+    (tmp_path / "a.txt.lmz").write_bytes(good_archive)
     return tmp_path / "a.txt.lmz"
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from longmem.config import ModelConfig
 from longmem.nets import NETS
+from conftest import write_small_text
 from test_cli import TINY, run_cli
 
 COMMON = {"x", "state", "next state", "logits"}
@@ -33,10 +34,19 @@ def test_the_stop_gradients_are_drawn_where_the_model_has_them():
     assert fixed("lstm") == set()
 
 
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from longmem.cli import main
+
+    folder = tmp_path_factory.mktemp("graph")
+    assert main(["train", "--text", str(write_small_text(folder)), "--run-dir", str(folder / "run"), "--steps", "2",
+                 *TINY]) == 0
+    return folder / "run"
+
+
 @pytest.mark.skipif(not DOT, reason="Graphviz's dot is not installed (.ci/run installs it when it can)")
-def test_graph_draws_the_flow_chart_and_the_compiled_step(tmp_path, small_text, capsys):
-    run_dir = tmp_path / "run"
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 2, *TINY)[0] == 0
+def test_graph_draws_the_flow_chart_and_the_compiled_step(run_dir, tmp_path, capsys):
+    (run_dir / "graph.svg").unlink(missing_ok=True)
     code, out, err = run_cli(capsys, "graph", run_dir)
     assert code == 0, err
     svg = (run_dir / "graph.svg").read_text()
@@ -49,10 +59,8 @@ def test_graph_draws_the_flow_chart_and_the_compiled_step(tmp_path, small_text, 
     assert full.count('class="node"') > 30  # every compiled operation, not the summary
 
 
-def test_graph_without_dot_is_one_clear_line(tmp_path, small_text, capsys, monkeypatch):
-    run_dir = tmp_path / "run"
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 2, *TINY)[0] == 0
+def test_graph_without_dot_is_one_clear_line(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    code, _, err = run_cli(capsys, "graph", run_dir)
+    code, _, err = run_cli(capsys, "graph", run_dir, "-o", tmp_path / "g.svg")
     assert code == 1 and "needs Graphviz's `dot` program" in err and err.count("\n") == 1
-    assert not (run_dir / "graph.svg").exists()
+    assert not (tmp_path / "g.svg").exists()

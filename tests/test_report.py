@@ -14,6 +14,7 @@ from longmem.corpus import Vocab
 from longmem.nets import lstm
 from longmem.ngram import KneserNey
 from longmem.sample import Predictor
+from conftest import write_small_text
 from test_cli import TINY, run_cli
 
 SECTIONS = ["summary", "surprise", "cells", "gates", "errors", "memory", "tracks", "graph"]
@@ -83,15 +84,24 @@ def test_kneser_ney_is_a_distribution_and_learns(rng):
         -math.log2(KneserNey(codes, 1, 6).probability("", chr(1))))
 
 
-def test_report_end_to_end(tmp_path, small_text, capsys):
-    run_dir = tmp_path / "run"
-    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 20,
-                           "--track", "out.b", *TINY)
-    assert code == 0, err
-    code, out, err = run_cli(capsys, "report", run_dir, "--chars", 300)
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """A tiny run with a tracked value, and its report (built once for the tests below)."""
+    from longmem.cli import main
+
+    folder = tmp_path_factory.mktemp("reported")
+    run_dir = folder / "run"
+    flags = ["--text", write_small_text(folder), "--run-dir", run_dir, "--steps", 20, "--track", "out.b", *TINY]
+    assert main(["train", *map(str, flags)]) == 0
+    assert main(["report", str(run_dir), "--chars", "300"]) == 0
+    return run_dir
+
+
+def test_report_end_to_end(reported, tmp_path, capsys):
+    run_dir = reported
     page = (run_dir / "report.html").read_text()
-    assert out.strip() == str(run_dir / "report.html")
+    code, out, err = run_cli(capsys, "report", run_dir, "--chars", 300, "-o", tmp_path / "same.html")
+    assert code == 0 and out.strip() == str(tmp_path / "same.html"), err
     assert [s for s in SECTIONS if f'<section id="{s}">' in page] == SECTIONS
     assert not re.search(r'(src|href)="https?:|url\(', page) and "<script" not in page  # nothing from the network
     assert page.count("data:image/png;base64,") >= 4  # learning curves, gates, tracked out.b, ...
@@ -119,13 +129,10 @@ HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="no chromium here (.ci/run installs Debian's when it can)")
-def test_the_page_renders_in_a_real_browser(tmp_path, small_text, capsys):
+def test_the_page_renders_in_a_real_browser(reported, tmp_path):
     """Debian's Chromium, headless, opens the page from a file: every section is in the
     rendered document, nothing is logged to the console, and a screenshot is taken."""
-    run_dir = tmp_path / "run"
-    assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 10, *TINY)[0] == 0
-    assert run_cli(capsys, "report", run_dir, "--chars", 200)[0] == 0
-    page = (run_dir / "report.html").as_uri()
+    page = (reported / "report.html").as_uri()
 
     def chromium(*flags):
         done = subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}", *flags, page],
