@@ -58,8 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--builtin", action="store_true", help="also the built-in python-docs corpus")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more `longmem compress` flags")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])  # after --: more `longmem compress` flags
+    args.extra = argv[cut + 1 :]
     work = tempfile.TemporaryDirectory()
     if args.builtin:
         from longmem.corpus import python_docs
@@ -68,7 +70,7 @@ def main() -> None:
         args.files[-1].write_text(python_docs(), encoding="utf-8")
     if not args.files:
         parser.error("give files to compress, or --builtin")
-    extra = [a for a in args.extra if a != "--"]
+    extra = args.extra
     longmem = [sys.executable, "-m", "longmem"]
     peers = dict(PEERS)
     if shutil.which("7z"):
