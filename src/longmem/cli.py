@@ -410,7 +410,6 @@ def cmd_compress(args) -> None:
         raise UserError(f"{out} exists; give another name with -o or remove it")
     settings = Settings(args.segments, args.window, args.hidden, args.layers, args.lr, args.optimizer,
                         args.replay, args.seed)
-    settings.check()
     data = _read_input(args.file)
     archive = compress(data, settings, _base_run(args.model), quiet=args.quiet)
     _write_output(out, archive)

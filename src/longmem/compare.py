@@ -30,7 +30,7 @@ COLUMNS = [  # key, heading, format
 
 
 def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[int],
-        seed: int) -> tuple[dict, memory.Curve]:
+        seed: int, val: dict[str, np.ndarray]) -> tuple[dict, memory.Curve]:
     """What the table says of one run, and its memory curve (test split, default contexts)."""
     snap, predictor = open_run(run, backend)
     codes, _ = heldout(run, snap)
@@ -38,7 +38,6 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
     found = heldout_eval(run, snap, predictor, codes)
     curve = memory.of_run(run, snap, predictor, codes, "test", positions, ks, seed)
     timed = state.get("timed_steps", 0) * t.batch * t.seq
-    val = validation(run)
     best = int(np.argmin(val["bpc"])) if len(val["bpc"]) else None
     return {
         "run": label, "model": snap.config.model.model,
@@ -71,9 +70,9 @@ def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | Non
         raise UserError(f"--out {out} is a file; give a folder")
     rows, curves, val = [], {}, {}
     for run, label in zip(runs, labels):
-        r, curves[label] = row(run, label, backend, positions, ks or memory.contexts(1024), seed)
-        rows.append(r)
         val[label] = validation(run)
+        r, curves[label] = row(run, label, backend, positions, ks or memory.contexts(1024), seed, val[label])
+        rows.append(r)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "compare.md", out / "compare.json"]
     atomic_write(written[0], markdown(rows).encode())

@@ -139,11 +139,16 @@ class Model:
         self.steps += 1
 
 
+def _row(length: int, settings: Settings) -> int:
+    """Symbols per segment: the data cut into `segments` equal rows (the last ones padded)."""
+    return -(-length // settings.segments)
+
+
 def _code(model: Model, settings: Settings, length: int, column) -> None:
     """Run the model over the grid of `length` symbols in `segments` rows; `column(t,
     probabilities (B, V), real (B,) bool)` returns the codes of column t (0 where not real)."""
     B, T = settings.segments, settings.window
-    row = -(-length // B) if length else 0
+    row = _row(length, settings)
     x = np.full(B, model.start, np.int32)
     position = np.arange(B) * row
     for begin in range(0, row, T):
@@ -193,10 +198,10 @@ def compress(data: bytes, settings: Settings, base=None, quiet: bool = True, sta
     family = constriction.stream.model.Categorical(perfect=False)
     length = len(codes)
     deciles, counts = np.zeros(10), np.zeros(10)  # bits and symbols per tenth of the coding
-    row = -(-length // settings.segments) if length else 0
+    row = _row(length, settings)
     grid = np.zeros(settings.segments * row, np.int32)
     grid[:length] = codes
-    grid = grid.reshape(settings.segments, row) if row else grid.reshape(settings.segments, 0)
+    grid = grid.reshape(settings.segments, row)
     bar = _progress(len(data), quiet, "compress")
 
     def column(t, probabilities, real):
@@ -284,7 +289,7 @@ def decompress(archive: bytes, base=None, quiet: bool = True, name: str = "the a
               f"{_describe(here)}; if the floats differ, decoding fails", file=sys.stderr)
     decoder = constriction.stream.queue.RangeDecoder(payload)
     family = constriction.stream.model.Categorical(perfect=False)
-    row = -(-length // settings.segments) if length else 0
+    row = _row(length, settings)
     grid = np.zeros((settings.segments, row), np.int32)
     bar = _progress(header.get("bytes", length), quiet, "decompress")
 

@@ -12,7 +12,6 @@ the held-out text.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +46,11 @@ class Curve:
     seed: int
     memory_length: int | None  # smallest k within NEAR bits of unlimited, None if none is
     long_context_gain: float | None  # bpc at GAIN_AT minus unlimited, None if not measured
+
+    @classmethod
+    def of(cls, stored: dict) -> Curve:
+        """The curve in a stored result (which also holds the settings it was measured with)."""
+        return cls(**{name: stored[name] for name in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,21 +137,14 @@ def of_run(run, snap, predictor: Predictor, codes: np.ndarray, split: str, posit
     key = {"step": snap.meta["state"]["step"], "split": split, "positions": positions, "seed": seed,
            "max_context": ks[-1]}
     stored = run.cached("memory", key, measure_it)
-    return Curve(**{name: stored[name] for name in Curve.__dataclass_fields__})
+    return Curve.of(stored)
 
 
 def stored(run, step: int, split: str = "test") -> Curve | None:
     """The memory curve measured before for the checkpoint at `step` on `split` (the one
     over the most positions), or None."""
-    found = []
-    for path in sorted((run.path / "memory").glob("*.json")):
-        try:
-            d = json.loads(path.read_text())
-            if d.get("step") == step and d.get("split") == split:
-                found.append((d["positions"], Curve(**{name: d[name] for name in Curve.__dataclass_fields__})))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return max(found, key=lambda f: f[0])[1] if found else None
+    found = [d for d in run.stored("memory", {"step": step, "split": split}) if "positions" in d]
+    return Curve.of(max(found, key=lambda d: d["positions"])) if found else None
 
 
 def figure(curves: dict[str, Curve], path: Path) -> Path:

@@ -134,14 +134,15 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
     passage = codes[: chars + 1]
     log_p, internals = predictor.inside(passage, snap.config.train.seq)
     passage_text = snap.vocab.decode(passage)
+    bits = -log_p[np.arange(len(passage) - 1), passage[1:]] / np.log(2)  # log_p[i] predicts passage[i + 1]
     info = run.read_config()
     train_codes = run.splits(info, run.load_text(info, snap.config.data).codes)["train"]
     sections = [
         _summary(run, snap, evaluated, what),
-        _surprise(passage_text, passage, log_p, snap.vocab.chars),
+        _surprise(passage_text, bits, log_p, snap.vocab.chars),
         _cells(passage_text, internals),
         _gates(internals),
-        _errors(passage_text, passage, log_p, train_codes, len(snap.vocab)),
+        _errors(passage_text, passage, bits, train_codes, len(snap.vocab)),
         _memory(run, snap),
         _tracks(run),
         _graph(snap),
@@ -229,11 +230,9 @@ def _summary(run: RunDir, snap, evaluated: dict, what: str) -> str:
     return _section("summary", "Run summary", *parts)
 
 
-def _surprise(text: str, codes: np.ndarray, log_p: np.ndarray, chars: str) -> str:
+def _surprise(text: str, bits: np.ndarray, log_p: np.ndarray, chars: str) -> str:
     """Each character of text[1:] coloured by the bits the model spent on it."""
-    targets = codes[1:]
-    lp = log_p[:-1]  # lp[i] predicts codes[i + 1]
-    bits = -lp[np.arange(len(targets)), targets] / np.log(2)
+    lp = log_p[:-1]  # lp[i] predicts text[i + 1]
     top = np.argsort(-lp, axis=1)[:, :3]
     colors = [f"rgba(214,39,40,{min(b, MAX_BITS) / MAX_BITS:.2f})" for b in bits]
     titles = [f"{b:.2f} bits; guesses: " + ", ".join(f"{_show(chars[k])} {np.exp(lp[i, k]):.2f}" for k in top[i])
@@ -321,8 +320,7 @@ def _gates(internals: dict[str, np.ndarray]) -> str:
                     _image(fig, "gate saturation"))
 
 
-def _errors(text: str, codes: np.ndarray, log_p: np.ndarray, train_codes: np.ndarray, vocab_size: int) -> str:
-    bits = -log_p[:-1][np.arange(len(codes) - 1), codes[1:]] / np.log(2)
+def _errors(text: str, codes: np.ndarray, bits: np.ndarray, train_codes: np.ndarray, vocab_size: int) -> str:
     which = classes(text)
     baselines = {f"{n}-gram": KneserNey(train_codes, n, vocab_size).bits(codes) for n in NGRAM_ORDERS}
     rows = []

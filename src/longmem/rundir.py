@@ -109,6 +109,18 @@ class RunDir:
         atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
         return result
 
+    def stored(self, kind: str, match: dict) -> list[dict]:
+        """The results stored by `cached` in the folder `kind` whose settings include `match`."""
+        found = []
+        for path in sorted((self.path / kind).glob("*.json")):
+            try:
+                stored = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(stored, dict) and all(stored.get(k) == v for k, v in match.items()):
+                found.append(stored)
+        return found
+
     def metric_records(self) -> list[dict]:
         """The records of metrics.jsonl, oldest first (a torn last line is skipped)."""
         records = []
