@@ -133,17 +133,3 @@ def test_dropout_masks_multiply_each_layer_output(rng):
     M = [((rng.random((T, B, 6)) > 0.5) * 2).astype(np.float32) for _ in range(2)]
     ref, _, _ = lstm_forward(params, X, H0, C0, M)
     np.testing.assert_allclose(np.asarray(fn(X, H0, C0, *M)), ref, rtol=1e-4, atol=1e-5)
-
-
-def test_trainer_draws_reproducible_masks_with_the_dropout_rate():
-    from longmem.config import RunConfig, TrainConfig
-    from longmem.train import Trainer
-
-    cfg = RunConfig(model=ModelConfig(layers=2, hidden=32, dropout=0.3, vocab_size=V),
-                    train=TrainConfig(batch=16, seq=8))
-    trainer = Trainer(cfg, lstm.init_params(cfg.model, V, np.random.default_rng(0)), "JAX")
-    a = trainer.dropout_masks(np.random.default_rng(5))
-    b = trainer.dropout_masks(np.random.default_rng(5))
-    assert len(a) == 2 and a[0].shape == (8, 16, 32) and a[0].dtype == bool
-    assert all((m == n).all() for m, n in zip(a, b))
-    assert 0.67 < np.mean(a) < 0.73

@@ -229,14 +229,19 @@ def test_adam_resumes_exactly(tmp_path, small_text, capsys):
 
 
 
-def killed_equals_whole(capsys, tmp_path, start, flags, kills=1, seed=7, gap=(10, 30)):
-    """Run `longmem <start> <flags>` uninterrupted, and again killed (SIGKILL) `kills`
-    times at random moments, after some checkpoints, and resumed each time with
-    `longmem train --resume`;
+def killed_equals_whole(capsys, tmp_path, start, flags, kills=1, seed=7, gap=(10, 30), spawn_whole=False):
+    """Run `longmem <start> <flags>` uninterrupted (in this process, or in another with
+    `spawn_whole`, for flags this process's JAX cannot follow such as --devices), and
+    again killed (SIGKILL) `kills` times at random moments, after some checkpoints, and
+    resumed each time with `longmem train --resume`;
     assert both end alike (parameters, metrics, every tracked record bit for bit).
     Return the uninterrupted run."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    code, _, err = run_cli(capsys, start, "--run-dir", whole, *flags)
+    if spawn_whole:
+        proc = _spawn([start, "--run-dir", whole, *flags])
+        code, err = proc.wait(timeout=300), _finish(proc)
+    else:
+        code, _, err = run_cli(capsys, start, "--run-dir", whole, *flags)
     assert code == 0, err
     rnd = random.Random(seed)
     proc = _spawn([start, "--run-dir", killed, *flags])

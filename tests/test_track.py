@@ -46,7 +46,7 @@ def test_tracked_values_are_what_the_graph_computes(rng):
     xs, ys = pytensor.tensor.as_tensor(x), pytensor.tensor.as_tensor(y)
     fw = lstm.forward(shared, xs, {"h": pytensor.tensor.as_tensor(h0), "c": pytensor.tensor.as_tensor(c0)})
     grad_b = engine.compile_function([], pytensor.grad(-lstm.log_probs(fw.logits, ys).mean(), shared["out.b"]), "JAX")()
-    _, _, *values = trainer.step_fn(x, y, h0, c0, np.float32(0.01))
+    _, _, *values = trainer.step_fn(x, y, h0, c0, np.float32(0.01), np.uint32(0))
     got = dict(zip(trainer.tracked, (np.asarray(v) for v in values)))
     assert trainer.tracked[:4] == ["loss", "lr", "grad_norm", "update_norm"]
     logits, _, _ = lstm_forward(params, x, h0, c0)

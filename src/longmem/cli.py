@@ -454,6 +454,7 @@ def cmd_graph(args) -> None:
     if args.full:
         from longmem.train import Trainer
 
+        snap.config.train.device, snap.config.train.devices = "cpu", "1"  # drawn here, on one device
         trainer = Trainer(snap.config, snap.params, eng.configure(args.backend or snap.config.train.backend, "cpu"))
         dot = graph.full(trainer.step_fn, f"{run.path.name}: the compiled training step")
     else:

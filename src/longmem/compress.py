@@ -135,7 +135,7 @@ class Model:
             self._step(*self.kept[int(self.rng.integers(len(self.kept)))])
 
     def _step(self, inputs, targets, start) -> None:
-        self.trainer.step(inputs, targets, start, self.steps, self.rng)
+        self.trainer.step(inputs, targets, start, self.steps)
         self.steps += 1
 
 

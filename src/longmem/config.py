@@ -102,6 +102,10 @@ class TrainConfig:
     track_max: int = opt(100, "at most this many elements kept of a tracked value")
     backend: str = opt("jax", "execution backend", choices=["jax", "c", "numba"])
     device: str = opt("cpu", "device (gpu needs JAX's CUDA build)", choices=["cpu", "gpu"])
+    devices: str = opt(
+        "1", "split the streams over this many devices of --device (a number, or all): data "
+        "parallel, with the gradients summed by XLA; --batch must divide evenly among them"
+    )
 
 
 @dataclass
@@ -184,7 +188,7 @@ RANGES = {
     "slope_rate": (0, None, True, None),
     "stage2_steps": (0, None, True, None),
     "init_scale": (0, None, True, None),
-    # Masks compare 16 random bits with p * 65536, so p must leave a unit a chance.
+    # Masks compare 32 hashed bits with p * 2**32 (dropout.py); p must leave a unit a chance.
     "dropout": (0, 0.999, True, True),
     "val_fraction": (0, 1, True, False),
     "test_fraction": (0, 1, True, False),

@@ -8,6 +8,7 @@ for comparison and for machines without JAX.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -21,11 +22,14 @@ DEVICES = ("cpu", "gpu")
 _MODES = {"jax": "JAX", "c": "CVM", "numba": "NUMBA"}
 
 
-def configure(backend: str = "jax", device: str = "cpu") -> str:
+def configure(backend: str = "jax", device: str = "cpu", devices: str = "1") -> str:
     """Prepare PyTensor (and JAX) for `backend` on `device`; return the mode name.
 
     Must run before any graph is built: it sets float32 as PyTensor's float
     type, so that Python constants in expressions do not upcast to float64.
+    `devices` ("N" or "all") is how many devices of this process the training
+    streams are split over (see `mesh`); on the CPU, JAX is asked for that
+    many host devices.
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -33,6 +37,8 @@ def configure(backend: str = "jax", device: str = "cpu") -> str:
         raise UserError(f"unknown device {device!r}; choose cpu or gpu")
     if device == "gpu" and backend != "jax":
         raise UserError("--device gpu needs --backend jax (JAX's CUDA build runs the GPU)")
+    if devices != "1" and backend != "jax":
+        raise UserError("--devices needs --backend jax (JAX splits the streams over devices)")
     import pytensor
 
     pytensor.config.floatX = "float32"
@@ -40,11 +46,11 @@ def configure(backend: str = "jax", device: str = "cpu") -> str:
     # by default) truncates to float32 with a warning on every compile.
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
     if backend == "jax":
-        _select_jax_device(device)
+        _select_jax_device(device, devices)
     return _MODES[backend]
 
 
-def _select_jax_device(device: str) -> None:
+def _select_jax_device(device: str, devices: str) -> None:
     import jax
 
     if device == "cpu":
@@ -52,16 +58,51 @@ def _select_jax_device(device: str) -> None:
         # not depend on the machine having a GPU.
         if "JAX_PLATFORMS" not in os.environ:
             jax.config.update("jax_platforms", "cpu")
+        wanted = _count(devices, len(os.sched_getaffinity(0)))
+        if wanted > 1 and jax.config.jax_num_cpu_devices < wanted:
+            try:  # before JAX starts (asking it for its devices would start it)
+                jax.config.update("jax_num_cpu_devices", wanted)
+            except RuntimeError:
+                if len(jax.local_devices(backend="cpu")) >= wanted:
+                    return
+                raise UserError(f"--devices {devices}: JAX has already started with "
+                                f"{len(jax.local_devices(backend='cpu'))} CPU device(s)") from None
         return
     try:
-        gpus = jax.devices("gpu")
+        gpus = jax.local_devices(backend="gpu")
     except RuntimeError:
         gpus = []
     if not gpus:
         raise UserError(
             "--device gpu: JAX sees no GPU (install the CUDA build: pip install 'longmem[gpu]')"
         )
+    if _count(devices, len(gpus)) > len(gpus):
+        raise UserError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
     jax.config.update("jax_default_device", gpus[0])
+
+
+def _count(devices: str, available: int) -> int:
+    """The number `devices` ("N" or "all") stands for."""
+    if devices == "all":
+        return available
+    if not devices.isdigit() or int(devices) < 1:
+        raise UserError(f"--devices must be a positive number or all, not {devices!r}")
+    return int(devices)
+
+
+def mesh(device: str, devices: str):
+    """The devices the training streams are split over, as a JAX mesh with one axis,
+    "streams": this process's first N devices of `device`'s kind, and those of every
+    other process of a multi-process run; None for a single device."""
+    import jax
+
+    kind = "cpu" if device == "cpu" else "gpu"
+    n = _count(devices, len(jax.local_devices(backend=kind)))
+    if n == 1 and jax.process_count() == 1:
+        return None
+    chosen = [d for p in range(jax.process_count())
+              for d in [d for d in jax.devices(kind) if d.process_index == p][:n]]
+    return jax.sharding.Mesh(np.array(chosen), ("streams",))
 
 
 def shared(value: np.ndarray, name: str):
@@ -90,8 +131,9 @@ def inputs(arrays: dict[str, np.ndarray]) -> dict:
     return {name: pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in arrays.items()}
 
 
-def compile_function(inputs, outputs, mode: str, updates=None, name: str | None = None):
-    """Compile a PyTensor function in `mode` (one function per input shape)."""
+def compile_function(inputs, outputs, mode, updates=None, name: str | None = None):
+    """Compile a PyTensor function in `mode` (a name, or a Mode such as `step_mode`'s;
+    one function per input shape)."""
     import pytensor
 
     return pytensor.function(
@@ -100,5 +142,62 @@ def compile_function(inputs, outputs, mode: str, updates=None, name: str | None 
 
 
 def to_numpy(value) -> np.ndarray:
-    """A compiled function's output (JAX array or NumPy) as a NumPy array."""
+    """A compiled function's output (JAX array or NumPy) as a NumPy array; an array
+    split over the processes of a multi-process run is gathered (every process
+    must call this for it)."""
+    if getattr(value, "is_fully_addressable", True) is False and not value.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
     return np.asarray(value)
+
+
+def step_mode(mode: str, mesh=None, split_inputs: int = 0, split_outputs: int = 0):
+    """The mode of a training step: on JAX, buffers of the shared variables it updates
+    are donated (XLA writes the new values in place), and with a `mesh` the first
+    `split_inputs` inputs and `split_outputs` outputs have their axis 1 (the streams)
+    split over its devices and everything else replicated, so that XLA runs each
+    device's share of the streams and sums the gradients across devices."""
+    if mode != "JAX":
+        return mode
+    from pytensor.compile.mode import JAX, Mode
+
+    return Mode(_step_linker()(mesh, split_inputs, split_outputs), JAX.optimizer)
+
+
+@functools.cache
+def _step_linker():
+    """The JAX linker of `step_mode` (a class made on first use: importing PyTensor's
+    linkers is slow)."""
+    from pytensor.link.jax.linker import JAXLinker
+
+    class StepLinker(JAXLinker):
+        def __init__(self, mesh=None, split_inputs: int = 0, split_outputs: int = 0, **kwargs):
+            super().__init__(**kwargs)
+            self.mesh, self.split_inputs, self.split_outputs = mesh, split_inputs, split_outputs
+
+        def jit_compile(self, fn):
+            import jax
+            from jax.sharding import NamedSharding, PartitionSpec
+
+            assert not self.scalar_shape_inputs, "longmem's graphs have static shapes"
+            donate = tuple(sorted((self.fgraph.update_mapping or {}).values()))
+            if self.mesh is None:
+                return jax.jit(fn, donate_argnums=donate)
+            split = NamedSharding(self.mesh, PartitionSpec(None, "streams"))
+            whole = NamedSharding(self.mesh, PartitionSpec())
+            ins = [split if i < self.split_inputs else whole for i in range(len(self.fgraph.inputs))]
+            outs = [split if i < self.split_outputs else whole for i in range(len(self.fgraph.outputs))]
+            jitted = jax.jit(fn, in_shardings=tuple(ins), out_shardings=tuple(outs), donate_argnums=donate)
+
+            def call(*args):
+                # Host arrays become arrays across the mesh; each process gives its own share.
+                return jitted(*(
+                    jax.make_array_from_callback(a.shape, s, lambda index, a=a: a[index])
+                    if s is split and not isinstance(a, jax.Array) else a
+                    for a, s in zip(args, ins)
+                ))
+
+            return call
+
+    return StepLinker

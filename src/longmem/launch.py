@@ -16,7 +16,7 @@ from longmem.files import cut_log, line_end, sha256
 from longmem.nets import NETS
 from longmem.rundir import RunDir
 from longmem.rundir import load as load_snapshot
-from longmem.train import Loop, Trainer, TrainState, new_state
+from longmem.train import Loop, Trainer, TrainState, streams_mesh
 
 # What may change when a run is resumed; anything else would make it another run.
 # The optimizer may not: its state (moments, running averages) would start from zero.
@@ -24,18 +24,20 @@ RESUMABLE = {
     "optim": {"lr", "lr_decay", "lr_decay_every", "rho", "eps", "beta1", "beta2", "clip"},
     "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
               "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
-              "track", "track_every", "backend", "device"},
+              "track", "track_every", "backend", "device", "devices"},
 }
 
 
 def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     """Begin a new run in `run_dir` (which must not hold one already)."""
     validate(cfg)
-    mode = engine.configure(cfg.train.backend, cfg.train.device)
+    mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
     corpus = load_corpus(cfg.data.corpus, cfg.data.text, cfg.data.letters)
     bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
     splits = {k: corpus.codes[a:b] for k, (a, b) in bounds.items()}
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
+    if cfg.train.backend == "jax":
+        streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
     cfg.model.vocab_size = len(corpus.vocab)
     _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
     run_dir.claim(restart_unfinished=True)
@@ -47,7 +49,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
 def _from_scratch(run_dir, cfg, vocab, splits, mode) -> TrainState:
     trainer = Trainer(cfg, _init_params(cfg, vocab), mode)
     carried = trainer.net.init_state(cfg.model, cfg.train.batch)
-    return Loop(run_dir, cfg, vocab, splits, trainer).run(new_state(cfg), carried)
+    return Loop(run_dir, cfg, vocab, splits, trainer).run(TrainState(), carried)
 
 
 def _init_params(cfg: RunConfig, vocab: Vocab) -> dict[str, np.ndarray]:
@@ -97,7 +99,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
                 newer.rename(newer.with_suffix(".damaged"))
     applied = _apply_changes(cfg, changes)
     validate(cfg)
-    mode = engine.configure(cfg.train.backend, cfg.train.device)
+    mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
     corpus = run_dir.load_text(info, cfg.data)
     splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import pytensor.tensor as pt
 
-from longmem import checkpoint, engine, optim, track
+from longmem import checkpoint, dropout, engine, optim, track
 from longmem.batches import Cursor, Streams
 from longmem.config import RunConfig
 from longmem.corpus import Vocab
@@ -42,7 +42,6 @@ class TrainState:
     loss_sum: float = 0.0  # training loss since the last metrics line
     loss_count: int = 0
     first_loss: float | None = None
-    rng: dict = field(default_factory=dict)  # NumPy bit-generator state (dropout)
     metrics_bytes: int = 0  # length of metrics.jsonl at this step
     samples_bytes: int = 0
     track_bytes: dict = field(default_factory=dict)  # length of each tracks/*.bin
@@ -53,6 +52,8 @@ class TrainState:
     @classmethod
     def from_meta(cls, meta: dict, source: str = "the checkpoint") -> TrainState:
         known = {f.name for f in fields(cls)}
+        # Before dropout was drawn in the step, its generator's state was kept here.
+        meta = {k: v for k, v in meta.items() if k != "rng"}
         unknown = sorted(set(meta) - known)
         if unknown:
             raise checkpoint.CheckpointError(
@@ -62,12 +63,21 @@ class TrainState:
         return cls(**{**meta, "cursor": Cursor(**meta.get("cursor", {}))})
 
 
+def streams_mesh(t):
+    """The devices TrainConfig `t` splits its streams over (None: one device)."""
+    mesh = engine.mesh(t.device, t.devices)
+    if mesh is not None and t.batch % mesh.size:
+        raise UserError(f"--batch {t.batch} cannot be split evenly over {mesh.size} devices")
+    return mesh
+
+
 class Trainer:
     """The network's shared variables and its compiled training step.
 
-    step_fn(x, y, *state, lr, *scheduled, *masks) -> (*new state, *tracked values),
-    with the state in the order of the model's init_state, the scheduled values
-    in the order of its schedule and the tracked values those named in
+    step_fn(x, y, *state, lr, step, *scheduled) -> (*new state, *tracked values),
+    with the state in the order of the model's init_state, `step` the training
+    step's number (uint32, the counter of its dropout masks), the scheduled
+    values in the order of its schedule and the tracked values those named in
     `self.tracked` (the defaults first).
     """
 
@@ -88,10 +98,9 @@ class Trainer:
         y = pt.tensor("y", dtype="int32", shape=(t.seq, t.batch))
         state = engine.inputs(self.net.init_state(self.cfg.model, t.batch))
         lr = pt.scalar("lr", dtype="float32")
+        counter = pt.scalar("step", dtype="uint32")
         schedule = {name: pt.scalar(name, dtype="float32") for name in self.net.schedule(self.cfg.model, 0)}
-        keep = {name: pt.tensor(name, dtype="bool", shape=shape) for name, (shape, _) in self.noise.items()}
-        # Inverted dropout: kept units are scaled up by 1 / (1 - p).
-        masks = {name: keep[name] * np.float32(1 / (1 - p)) for name, (_, p) in self.noise.items()}
+        masks = dropout.multipliers(self.noise, t.seed, counter)
         fw = self.net.forward(self.params, x, state, masks, schedule)
         loss = self.net.loss(fw, self.net.target(x, y))
         step = optim.minimize(loss + sum(fw.losses.values()), self.params, lr, self.cfg.optim)
@@ -104,28 +113,23 @@ class Trainer:
         internals = {name: value.mean(axis=(0, 1)) for name, value in fw.internals.items()}
         self.tracked = track.names([*self.tracked, *fw.losses])
         tracked = track.resolve(self.tracked, step.sources | internals | fw.losses)
+        mesh = streams_mesh(t) if self.mode == "JAX" else None
+        # The streams of x, y and the state are split over the devices (axis 1 of each).
+        mode = engine.step_mode(self.mode, mesh, split_inputs=2 + len(state), split_outputs=len(state))
         fn = engine.compile_function(
-            [x, y, *state.values(), lr, *schedule.values(), *keep.values()],
+            [x, y, *state.values(), lr, counter, *schedule.values()],
             [*fw.state.values(), *tracked.values()],
-            self.mode, step.updates, "train_step",
+            mode, step.updates, "train_step",
         )
+        # Trainer.step gives the right types; unchecked, the state stays on the devices.
+        fn.trust_input = True
         return fn, step.state
 
-    def step(self, x, y, state: dict, step: int, rng: np.random.Generator) -> tuple[dict, dict]:
+    def step(self, x, y, state: dict, step: int) -> tuple[dict, dict]:
         """Training step number `step` (from 0): the new state and the tracked values by name."""
         scheduled = [np.float32(v) for v in self.net.schedule(self.cfg.model, step).values()]
-        out = self.step_fn(x, y, *state.values(), np.float32(self.lr(step)), *scheduled, *self.dropout_masks(rng))
+        out = self.step_fn(x, y, *state.values(), np.float32(self.lr(step)), np.uint32(step), *scheduled)
         return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
-
-    def dropout_masks(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Which units each mask keeps, drawn on the host from the checkpointed
-        generator so that a run is reproducible on any backend. Comparing 16
-        random bits with p * 65536 is twice as fast as drawing floats."""
-        masks = []
-        for shape, p in self.noise.values():
-            bits = np.frombuffer(rng.bytes(2 * int(np.prod(shape))), dtype="<u2")
-            masks.append(bits.reshape(shape) >= round(p * 65536))
-        return masks
 
     def lr(self, step: int) -> float:
         o = self.cfg.optim
@@ -175,10 +179,6 @@ def finished(t, step: int, elapsed: float) -> bool:
     return t.minutes is not None and elapsed >= t.minutes * 60
 
 
-def new_state(cfg: RunConfig) -> TrainState:
-    return TrainState(rng=np.random.default_rng(cfg.train.seed + 1).bit_generator.state)
-
-
 class Loop:
     """One run's training: step, log, evaluate, sample, track, checkpoint, stop."""
 
@@ -196,8 +196,6 @@ class Loop:
         init_state names it).
         """
         t, trainer = self.cfg.train, self.trainer
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state.rng
         # The wall clock of the run counts this process's compiling too.
         self.clock = (time.monotonic() - trainer.compile_seconds, state.elapsed, state.step)
         last_save, saved = time.monotonic(), None
@@ -207,7 +205,7 @@ class Loop:
                 x, y = self.streams.window(state.cursor.window)
                 lr = trainer.lr(state.step)
                 started = time.monotonic()
-                carried, values = trainer.step(x, y, carried, state.step, rng)
+                carried, values = trainer.step(x, y, carried, state.step)
                 loss = float(values["loss"])  # waits for the step to finish
                 self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()
@@ -225,11 +223,11 @@ class Loop:
                 self.tick(state)
                 self.after_step(state, lr, float(values["grad_norm"]), values)
                 if state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds:
-                    saved = self.save(state, rng, carried)
+                    saved = self.save(state, carried)
                     last_save = time.monotonic()
                 self.progress.bar.update(1)
             if saved is None or saved.name != checkpoint.name(state.step):
-                self.save(state, rng, carried)
+                self.save(state, carried)
         if stop.signal is not None:
             print(
                 f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
@@ -343,14 +341,13 @@ class Loop:
             f.write(f"--- step {state.step} ---\n{prime}{text}\n")
             state.samples_bytes = f.tell()
 
-    def save(self, state: TrainState, rng, carried: dict):
+    def save(self, state: TrainState, carried: dict):
         """A checkpoint of everything; the logs whose lengths it records reach the disk first,
         so that after a power failure they are never shorter than it says."""
         self.tracks.flush()
         for path in (self.run_dir.metrics, self.run_dir.samples, *self.tracks.paths()):
             fsync(path)
         self.tick(state)
-        state.rng = rng.bit_generator.state
         meta = {"config": self.cfg.to_dict(), "vocab": self.vocab.chars, "state": state.to_meta()}
         arrays = self.trainer.arrays({name: engine.to_numpy(v) for name, v in carried.items()})
         return checkpoint.save(self.run_dir.checkpoints, state.step, arrays, meta, self.cfg.train.keep)

@@ -8,9 +8,9 @@ A model module has:
         the recurrent state a stream starts from, any number of named arrays
         whose second axis is the stream (checkpointed as `state/NAME`)
     noise(cfg, T, B) -> dict[str, (shape, p)]
-        the dropout masks a training window needs; the loop draws them
-        (reproducibly, from the checkpointed generator) and passes
-        multipliers (0, or 1 / (1 - p)) to `forward`
+        the dropout masks a training window needs; the compiled step draws
+        them (from the seed and the step's number, see dropout.py) and
+        passes multipliers (0, or 1 / (1 - p)) to `forward`
     schedule(cfg, step) -> dict[str, float]
         values that change with the training step (hmlstm's slope); the loop
         passes them to `forward` as symbolic scalars (none: plain defaults)

@@ -1,0 +1,78 @@
+"""Dropout masks drawn inside the compiled step from a counter-based hash.
+
+Mask `number` of training step `step` keeps unit i when
+hash32(hash32(i ^ k1) + k2) >= p * 2**32 (mod 2**32), where k1 and k2 mix the run's seed,
+the step and the mask's number. Nothing is drawn on the host or copied in,
+there is no generator state to checkpoint (the step is the counter), and the
+same integer arithmetic gives the same bits on every backend and device
+count. Every function here works on NumPy uint32 arrays and PyTensor uint32
+tensors alike, so the tests check the compiled masks against NumPy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_M1, _M2 = np.uint32(0x7FEB352D), np.uint32(0x846CA68B)
+_GOLDEN = np.uint32(0x9E3779B9)
+_LOW32 = np.uint32(0xFFFFFFFF)
+
+
+def _low(x):
+    """x modulo 2**32: a no-op where uint32 arithmetic wraps, needed where a backend
+    (Numba) computes a fused expression's products in 64 bits."""
+    return x & _LOW32
+
+
+def _shift(x, bits: int):
+    """x >> bits, written as a division so that PyTensor graphs have it too."""
+    return x // np.uint32(1 << bits)
+
+
+def hash32(x):
+    """Chris Wellons' lowbias32: a bijective mix of 32-bit unsigned integers."""
+    x = x ^ _shift(x, 16)
+    x = _low(x * _M1)
+    x = x ^ _shift(x, 15)
+    x = _low(x * _M2)
+    return x ^ _shift(x, 16)
+
+
+def keys(seed: int, step, number: int):
+    """The two keys of mask `number` at `step` (a uint32 scalar or 1-element array)."""
+    k1 = hash32(_low(hash32(_low(hash32(np.full(1, seed, np.uint32))[0] + step)) + np.uint32(number)))
+    return k1, hash32(_low(k1 + _GOLDEN))
+
+
+def threshold(p: float) -> np.uint32:
+    """The bits below which a unit is dropped: p of the 2**32 values."""
+    return np.uint32(min(round(p * 2**32), 2**32 - 1))
+
+
+def _keep(i, p: float, seed: int, step, number: int):
+    """Whether units numbered i (uint32) are kept."""
+    k1, k2 = keys(seed, step, number)
+    return hash32(_low(hash32(i ^ k1) + k2)) >= threshold(p)
+
+
+def keep_numpy(shape: tuple, p: float, seed: int, step: int, number: int) -> np.ndarray:
+    """The mask the compiled step draws, computed with NumPy (bool, `shape`)."""
+    i = np.arange(int(np.prod(shape)), dtype=np.uint32)
+    return _keep(i, p, seed, np.full(1, step, np.uint32), number).reshape(shape)
+
+
+def keep_graph(shape: tuple, p: float, seed: int, step, number: int):
+    """The same mask as a PyTensor expression of the uint32 scalar `step`."""
+    import pytensor.tensor as pt
+
+    i = pt.arange(int(np.prod(shape)), dtype="uint32")
+    return _keep(i, p, seed, step, number).reshape(shape)
+
+
+def multipliers(noise: dict, seed: int, step) -> dict:
+    """Inverted dropout for each mask `noise` names (name -> (shape, p)): 0 for a
+    dropped unit, 1 / (1 - p) for a kept one, as expressions of `step`."""
+    return {
+        name: keep_graph(shape, p, seed, step, number) * np.float32(1 / (1 - p))
+        for number, (name, (shape, p)) in enumerate(noise.items())
+    }

@@ -1,0 +1,67 @@
+"""Dropout masks drawn inside the compiled step: against NumPy, on every backend."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from longmem import dropout, engine
+from longmem.config import ModelConfig, RunConfig, TrainConfig
+from longmem.nets import lstm
+from longmem.train import Trainer
+
+from reference import lstm_forward, mean_nll
+
+
+def test_hash_is_lowbias32():
+    # Values of Wellons' lowbias32, computed with Python's unbounded integers.
+    def reference(x):
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) & 0xFFFFFFFF
+        x ^= x >> 15
+        x = (x * 0x846CA68B) & 0xFFFFFFFF
+        return x ^ (x >> 16)
+
+    xs = [0, 1, 2, 12345, 2**31, 2**32 - 1]
+    assert dropout.hash32(np.array(xs, np.uint32)).tolist() == [reference(x) for x in xs]
+
+
+def test_masks_keep_the_right_share_and_differ_by_step_mask_and_seed():
+    shape, p = (16, 32, 64), 0.3
+    a = dropout.keep_numpy(shape, p, seed=0, step=5, number=0)
+    assert a.shape == shape and a.dtype == bool
+    assert abs(a.mean() - 0.7) < 0.01
+    assert (a == dropout.keep_numpy(shape, p, seed=0, step=5, number=0)).all()
+    for other in (dict(seed=0, step=6, number=0), dict(seed=0, step=5, number=1), dict(seed=1, step=5, number=0)):
+        b = dropout.keep_numpy(shape, p, **other)
+        # Independent masks agree on p^2 + (1 - p)^2 = 58% of units.
+        assert abs((a == b).mean() - 0.58) < 0.01
+    assert dropout.keep_numpy(shape, 0.0, 0, 0, 0).all()
+
+
+@pytest.mark.parametrize("mode", ["JAX", "CVM", "NUMBA"])
+def test_compiled_masks_equal_numpy_on_every_backend(mode):
+    engine.configure("jax", "cpu")
+    step = pt.scalar("step", dtype="uint32")
+    fn = pytensor.function([step], dropout.keep_graph((3, 4, 50), 0.25, 9, step, 2), mode=mode)
+    for s in (0, 1, 2**31 + 7):
+        np.testing.assert_array_equal(np.asarray(fn(np.uint32(s))), dropout.keep_numpy((3, 4, 50), 0.25, 9, s, 2))
+
+
+def test_training_step_applies_the_masks_of_its_step_number(rng):
+    """The loss a training step reports equals NumPy's forward pass with the masks
+    keep_numpy gives for that step: each layer's output dropped and scaled."""
+    V, T, B, H, p = 7, 5, 3, 6, 0.4
+    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=p, vocab_size=V),
+                    train=TrainConfig(batch=B, seq=T, seed=3))
+    params = {k: v * 10 for k, v in lstm.init_params(cfg.model, V, rng).items()}  # so that masks matter
+    x = rng.integers(0, V, (T, B)).astype(np.int32)
+    y = rng.integers(0, V, (T, B)).astype(np.int32)
+    h0 = rng.normal(0, 0.3, (2, B, H)).astype(np.float32)
+    for step in (0, 41):
+        trainer = Trainer(cfg, params, "JAX")
+        _, _, loss, *_ = trainer.step_fn(x, y, h0, h0, np.float32(0.01), np.uint32(step))
+        masks = [dropout.keep_numpy((T, B, H), p, 3, step, i) / (1 - p) for i in range(2)]
+        logits, _, _ = lstm_forward(params, x, h0, h0, masks)
+        assert float(loss) == pytest.approx(mean_nll(logits, y), rel=1e-5)
+        assert float(loss) != pytest.approx(mean_nll(lstm_forward(params, x, h0, h0)[0], y), rel=1e-2)
