@@ -4,6 +4,7 @@ resumes bit for bit. Each run is its own process: JAX fixes its number of CPU
 devices when it starts."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -87,3 +88,34 @@ def test_a_killed_two_device_run_resumes_exactly(tmp_path, capsys, small_text):
     killed_equals_whole(capsys, tmp_path, "train", ["--text", small_text, *TINY, *KILL_FLAGS, "--devices", 2],
                         spawn_whole=True)
 
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def processes(*args, count=2):
+    """`longmem train ARGS` as `count` processes of one run (JAX's CPU collectives over
+    localhost); returns process 0's stderr."""
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "longmem", "train", *map(str, args), "--coordinator",
+                               f"localhost:{port}", "--num-processes", str(count), "--process-id", str(i)],
+                              stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for i in range(count)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    return results[0][1]
+
+
+def test_two_processes_train_and_resume_as_two_devices(tmp_path, one_device):
+    """Process 0 writes the run; both resume it; the result is the single-process run's."""
+    text, one = one_device
+    run = tmp_path / "run"
+    processes("--text", text, "--run-dir", run, *FLAGS, "--steps", 20)
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in one.iterdir())
+    err = processes("--resume", run, "--steps", 30)
+    assert "resuming" in err
+    assert_close(run, one)
+    assert losses(run).keys() == losses(one).keys()

@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a character LSTM (or --resume one)")
     train.add_argument("--run-dir", help="run directory (default: runs/<corpus>-<time>)")
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    processes = train.add_argument_group(
+        "processes", "one run over several processes (one per host, each with its --devices), "
+        "through JAX's distributed runtime; process 0 writes the run directory")
+    processes.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    processes.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
+    processes.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
+    processes.add_argument("--distributed", action="store_true",
+                           help="join a run of several processes, finding what is not given from the "
+                           "environment (SLURM, Open MPI, Kubernetes, JAX_COORDINATOR_ADDRESS)")
     for section in config.SECTIONS.values():
         group = train.add_argument_group(section.__name__.removesuffix("Config").lower())
         config.add_arguments(group, section)
@@ -249,6 +258,8 @@ def _run_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> None:
     from longmem import launch
 
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        engine.distribute(args.coordinator, args.num_processes, args.process_id)
     if args.resume:
         if args.run_dir:
             raise UserError("give either --resume DIR or --run-dir DIR, not both")
@@ -260,7 +271,8 @@ def cmd_train(args) -> None:
         name = Path(cfg.data.text).stem if cfg.data.text else cfg.data.corpus
         run_dir = RunDir(args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
         state = launch.start(cfg, run_dir)
-    print(f"longmem: step {state.step} saved in {run_dir.path}; try: longmem sample {run_dir.path}")
+    if engine.processes()[0] == 0:
+        print(f"longmem: step {state.step} saved in {run_dir.path}; try: longmem sample {run_dir.path}")
 
 
 def _load(args):

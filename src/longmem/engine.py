@@ -81,6 +81,38 @@ def _select_jax_device(device: str, devices: str) -> None:
     jax.config.update("jax_default_device", gpus[0])
 
 
+def distribute(coordinator: str | None, processes: int | None, process_id: int | None) -> None:
+    """Join a run of several processes (one per host, each with its devices) through
+    JAX's own runtime; must come before `configure`. What is not given JAX finds in
+    the environment (SLURM, Open MPI, Kubernetes; JAX_COORDINATOR_ADDRESS). On the
+    CPU the processes' collectives go through gloo."""
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator, processes, process_id)
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"cannot join the run of {processes or 'several'} processes "
+                        f"(coordinator {coordinator or 'from the environment'}): {str(e).splitlines()[0]}") from None
+
+
+def processes() -> tuple[int, int]:
+    """This process's number and how many take part (0, 1 when alone)."""
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def agree(values: list[int]) -> list[int]:
+    """Process 0's `values` (small integers), in every process of a multi-process run,
+    so that decisions made from the clock or a signal are the same everywhere."""
+    if processes()[1] == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return [int(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, np.int32))]
+
+
 def _count(devices: str, available: int) -> int:
     """The number `devices` ("N" or "all") stands for."""
     if devices == "all":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 
@@ -40,6 +43,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
     cfg.model.vocab_size = len(corpus.vocab)
     _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
+    run_dir = _writer(run_dir)
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
@@ -87,35 +91,51 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     A run stopped before its first checkpoint starts again from step 0.
     """
     info = run_dir.read_config()
-    for stale in run_dir.checkpoints.glob(".ckpt-*.tmp"):  # a write cut short by a kill
-        stale.unlink()
     if not checkpoint.checkpoints(run_dir.checkpoints):
         cfg, vocab, state = run_dir.run_config(info), Vocab(run_dir.read_vocab()), None
     else:
         snap = load_snapshot(run_dir)
         cfg, vocab, state = snap.config, snap.vocab, TrainState.from_meta(snap.meta["state"], str(snap.path))
-        for newer in checkpoint.checkpoints(run_dir.checkpoints):
-            if newer.name > snap.path.name:  # damaged, and newer than the one resumed
-                newer.rename(newer.with_suffix(".damaged"))
     applied = _apply_changes(cfg, changes)
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
     corpus = run_dir.load_text(info, cfg.data)
     splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0
-    _cut_logs(run_dir, cfg, state or TrainState())
-    if applied:
-        info.setdefault("resumes", []).append({"step": step, "changes": applied})
-        info["config"] = cfg.to_dict()
-        run_dir.write_config(info)
+    writer = _writer(run_dir)
+    if writer is run_dir:  # the process that keeps the run tidies it
+        for stale in run_dir.checkpoints.glob(".ckpt-*.tmp"):  # a write cut short by a kill
+            stale.unlink()
+        for newer in checkpoint.checkpoints(run_dir.checkpoints) if state else ():
+            if newer.name > snap.path.name:  # damaged, and newer than the one resumed
+                newer.rename(newer.with_suffix(".damaged"))
+        _cut_logs(run_dir, cfg, state or TrainState())
+        if applied:
+            info.setdefault("resumes", []).append({"step": step, "changes": applied})
+            info["config"] = cfg.to_dict()
+            run_dir.write_config(info)
+    else:
+        writer.create(cfg, vocab, info["corpus"], info["split"], info["text_sha256"])
     if state is None:
         print(f"longmem: {run_dir.path} has no checkpoint yet; starting it again", file=sys.stderr)
-        return _from_scratch(run_dir, cfg, vocab, splits, mode)
+        return _from_scratch(writer, cfg, vocab, splits, mode)
     _check_params(cfg, vocab, snap)
     trainer = Trainer(cfg, snap.params, mode)
     trainer.restore_optim(snap.optim, str(snap.path))
     print(f"longmem: resuming {run_dir.path} at step {step} from {snap.path.name}", file=sys.stderr)
-    return Loop(run_dir, cfg, vocab, splits, trainer).run(state, snap.state)
+    return Loop(writer, cfg, vocab, splits, trainer).run(state, snap.state)
+
+
+def _writer(run_dir: RunDir) -> RunDir:
+    """Where this process writes the run: `run_dir` itself, except in processes 1, 2, ...
+    of a run of several processes. They compute exactly what process 0 does and
+    write it to a scratch folder of their own, removed when they exit; process 0
+    alone keeps the run."""
+    if engine.processes()[0] == 0:
+        return run_dir
+    scratch = RunDir(tempfile.mkdtemp(prefix="longmem-process-"))
+    atexit.register(shutil.rmtree, scratch.path, ignore_errors=True)
+    return scratch
 
 
 def _check_params(cfg: RunConfig, vocab: Vocab, snap) -> None:

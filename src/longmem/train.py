@@ -201,7 +201,8 @@ class Loop:
         last_save, saved = time.monotonic(), None
         self.progress = Progress(self.goal, state.step)
         with StopFlag() as stop, self.progress, contextlib.closing(self.tracks):
-            while not self.done(state) and stop.signal is None:
+            done, stopped, _ = self.decide(state, stop, False)
+            while not (done or stopped):
                 x, y = self.streams.window(state.cursor.window)
                 lr = trainer.lr(state.step)
                 started = time.monotonic()
@@ -221,16 +222,18 @@ class Loop:
                 if self.streams.advance(state.cursor):  # a new pass: start from a blank state
                     carried = trainer.net.init_state(self.cfg.model, t.batch)
                 self.tick(state)
-                self.after_step(state, lr, float(values["grad_norm"]), values)
-                if state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds:
+                save = state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds
+                done, stopped, save = self.decide(state, stop, save)
+                self.after_step(state, lr, float(values["grad_norm"]), values, final=done)
+                if save:
                     saved = self.save(state, carried)
                     last_save = time.monotonic()
                 self.progress.bar.update(1)
             if saved is None or saved.name != checkpoint.name(state.step):
                 self.save(state, carried)
-        if stop.signal is not None:
+        if stopped:
             print(
-                f"longmem: stopped by {signal.Signals(stop.signal).name} at step {state.step}; "
+                f"longmem: stopped by {signal.Signals(stopped).name} at step {state.step}; "
                 f"checkpoint saved. Continue with: longmem train --resume {self.run_dir.path}",
                 file=sys.stderr,
             )
@@ -241,15 +244,19 @@ class Loop:
         started, elapsed, _ = self.clock
         state.elapsed = elapsed + time.monotonic() - started
 
-    def done(self, state: TrainState) -> bool:
-        return finished(self.cfg.train, state.step, state.elapsed)
+    def decide(self, state: TrainState, stop: StopFlag, save: bool) -> tuple[bool, int, bool]:
+        """Whether the run has reached its goal, the signal that stops it (0: none) and
+        whether to checkpoint now: the clock and signals decide, so in a run of several
+        processes process 0 decides for all."""
+        done = finished(self.cfg.train, state.step, state.elapsed)
+        done, stopped, save = engine.agree([done, stop.signal or 0, save])
+        return bool(done), stopped, bool(save)
 
-    def after_step(self, state: TrainState, lr: float, grad_norm: float, values: dict) -> None:
+    def after_step(self, state: TrainState, lr: float, grad_norm: float, values: dict, final: bool) -> None:
         t = self.cfg.train
         if state.step % t.track_every == 0:
             self.tracks.append(state.step, values)
             state.track_bytes = self.tracks.sizes()
-        final = self.done(state)
         if state.step % t.log_every == 0 or state.step % t.eval_every == 0 or final:
             self.log(state, lr, grad_norm, evaluate=state.step % t.eval_every == 0 or final)
         if t.sample_every and state.step % t.sample_every == 0:
