@@ -1,12 +1,23 @@
-"""Training throughput of longmem's compiled step against torch.nn.LSTM.
+"""Training throughput of longmem against torch.nn.LSTM: the compiled step, and
+`longmem train` end to end against the same training written in plain PyTorch.
 
-Both train the same network (one-hot input of V symbols, one LSTM layer of H
-cells, softmax over V) with the same RMSprop update and gradient clipping, on
-the same machine, in one run. Prints characters per second of each, their
-ratio (longmem / torch) and longmem's compile time.
+The step: both train the same network (one-hot input of V symbols, one LSTM
+layer of H cells, softmax over V) with the same RMSprop update and gradient
+clipping, timed in alternating blocks in one process.
+
+End to end: `longmem train` with its defaults (dropout 0.3 on the LSTM's
+output, RMSprop, clipping 5, B=128, T=64) on the built-in corpus, against a
+plain PyTorch trainer of the same network and settings on the same text
+(`torch.nn.LSTM`, one-hot input, dropout on its output, RMSprop, clipping,
+the same B and T, the loss read every step as longmem does). Each figure is
+the difference between a long and a short run of the real program, so
+start-up and compiling cancel; evaluation, samples and checkpoints are left
+out of both (--eval-every, --sample-every, --checkpoint-every-steps past the
+end), so what is compared is training. Rounds alternate the two programs and
+the median is reported.
 
     pip install -e ".[bench]"
-    python benchmarks/throughput.py [--hidden 256 512] [--steps 20]
+    python benchmarks/throughput.py [--hidden 256 512] [--rounds 3] [--no-end-to-end]
 
 Run it on a quiet machine: torch's CPU kernels slow down sharply when another
 process holds a core.
@@ -15,7 +26,11 @@ process holds a core.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -43,9 +58,9 @@ def time_alternately(steps: dict, n: int, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def longmem_step(H: int, B: int, T: int, mode: str):
+def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0):
     cfg = RunConfig(
-        model=ModelConfig(hidden=H, vocab_size=V, dropout=0.0),
+        model=ModelConfig(hidden=H, vocab_size=V, dropout=dropout),
         optim=OptimConfig(optimizer="rmsprop", lr=2e-3, rho=0.95, eps=1e-8, clip=5.0),
         train=TrainConfig(batch=B, seq=T),
     )
@@ -56,27 +71,29 @@ def longmem_step(H: int, B: int, T: int, mode: str):
     y = rng.integers(0, V, (T, B)).astype(np.int32)
     state = {"h": np.zeros((1, B, H), np.float32)}
     state["c"] = state["h"].copy()
-    lr = np.float32(2e-3)
+    counter = [0]
 
     def step():
-        state["h"], state["c"], loss, *_ = trainer.step_fn(x, y, state["h"], state["c"], lr)
-        float(loss)  # wait for the result
+        new, values = trainer.step(x, y, state, counter[0])
+        state.update(new)
+        counter[0] += 1
+        float(values["loss"])  # wait for the result
 
     step()
     return step, time.perf_counter() - start
 
 
-def torch_step(H: int, B: int, T: int):
+def torch_step(H: int, B: int, T: int, device: str = "cpu"):
     import torch
 
     torch.manual_seed(0)
-    net = torch.nn.LSTM(V, H)
-    out = torch.nn.Linear(H, V)
+    net = torch.nn.LSTM(V, H).to(device)
+    out = torch.nn.Linear(H, V).to(device)
     params = list(net.parameters()) + list(out.parameters())
     opt = torch.optim.RMSprop(params, lr=2e-3, alpha=0.95, eps=1e-8)
-    x = torch.nn.functional.one_hot(torch.randint(0, V, (T, B)), V).float()
-    y = torch.randint(0, V, (T * B,))
-    state = {"h": torch.zeros(1, B, H), "c": torch.zeros(1, B, H)}
+    x = torch.nn.functional.one_hot(torch.randint(0, V, (T, B)), V).float().to(device)
+    y = torch.randint(0, V, (T * B,)).to(device)
+    state = {"h": torch.zeros(1, B, H, device=device), "c": torch.zeros(1, B, H, device=device)}
 
     def step():
         hs, (h, c) = net(x, (state["h"], state["c"]))
@@ -91,6 +108,56 @@ def torch_step(H: int, B: int, T: int):
     return step, torch.get_num_threads()
 
 
+def torch_train(steps: int, H: int, B: int, T: int, dropout: float) -> None:
+    """A plain PyTorch trainer with longmem train's defaults, on the built-in corpus."""
+    import torch
+
+    from longmem.batches import Streams
+    from longmem.corpus import load, split
+
+    corpus = load("python-docs", None)
+    start, stop = split(len(corpus.codes), 0.05, 0.05)["train"]
+    streams = Streams(corpus.codes[start:stop], B, T)
+    V = len(corpus.vocab)
+    torch.manual_seed(0)
+    net, drop, out = torch.nn.LSTM(V, H), torch.nn.Dropout(dropout), torch.nn.Linear(H, V)
+    params = [*net.parameters(), *out.parameters()]
+    opt = torch.optim.RMSprop(params, lr=5e-3, alpha=0.95, eps=1e-8)
+    h = c = torch.zeros(1, B, H)
+    for k in range(steps):
+        x, y = (torch.from_numpy(a.astype(np.int64)) for a in streams.window(k % streams.windows))
+        hs, (h, c) = net(torch.nn.functional.one_hot(x, V).float(), (h, c))
+        loss = torch.nn.functional.cross_entropy(out(drop(hs)).reshape(-1, V), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        h, c = h.detach(), c.detach()
+        loss.item()
+
+
+def end_to_end(H: int, rounds: int, short: int, long: int) -> dict[str, float]:
+    """Median training chars/s of `longmem train` and of the PyTorch trainer."""
+    quiet = ["--eval-every", "100000", "--sample-every", "0", "--checkpoint-every-steps", "100000",
+             "--checkpoint-every-seconds", "100000"]
+
+    def seconds(program: str, steps: int) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = ([sys.executable, "-m", "longmem", "train", "--run-dir", f"{tmp}/run", "--steps", str(steps),
+                    "--hidden", str(H), *quiet] if program == "longmem" else
+                   [sys.executable, __file__, "--torch-train", str(steps), "--hidden", str(H)])
+            started = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src")))
+            return time.perf_counter() - started
+
+    speeds = {"longmem": [], "torch": []}
+    for _ in range(rounds):
+        for program in speeds:
+            speeds[program].append((long - short) * 128 * 64 / (seconds(program, long) - seconds(program, short)))
+    return {name: statistics.median(v) for name, v in speeds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
@@ -99,18 +166,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per timed block")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks of each")
     parser.add_argument("--backend", default="jax", choices=engine.BACKENDS)
+    parser.add_argument("--rounds", type=int, default=3, help="end to end: alternating rounds")
+    parser.add_argument("--short", type=int, default=30, help="end to end: steps of the short runs")
+    parser.add_argument("--long", type=int, default=130, help="end to end: steps of the long runs")
+    parser.add_argument("--no-end-to-end", action="store_true", help="time the step alone")
+    parser.add_argument("--torch-train", type=int, metavar="STEPS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torch_train is not None:  # the peer of an end-to-end round
+        return torch_train(args.torch_train, args.hidden[0], 128, 64, 0.3)
     mode = engine.configure(args.backend, "cpu")
     B, T = args.batch, args.seq
     print(f"training step, B={B} T={T} V={V}, RMSprop + clipping; characters per second")
-    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10}")
+    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10} {'longmem, dropout 0.3':>21}")
     for H in args.hidden:
         step, compile_s = longmem_step(H, B, T, mode)
+        dropped, _ = longmem_step(H, B, T, mode, dropout=0.3)
         peer_step, threads = torch_step(H, B, T)
-        seconds = time_alternately({"longmem": step, "torch": peer_step}, args.steps, args.repeats)
-        ours, peer = B * T / seconds["longmem"], B * T / seconds["torch"]
-        print(f"{H:>5} {ours:>10.0f} {peer:>10.0f} {ours / peer:>6.2f} {compile_s:>10.1f}")
+        seconds = time_alternately({"longmem": step, "torch": peer_step, "dropout": dropped},
+                                   args.steps, args.repeats)
+        ours, peer, masked = (B * T / seconds[k] for k in ("longmem", "torch", "dropout"))
+        print(f"{H:>5} {ours:>10.0f} {peer:>10.0f} {ours / peer:>6.2f} {compile_s:>10.1f} {masked:>21.0f}")
     print(f"(longmem backend {args.backend}; torch {threads} threads)")
+    if args.no_end_to_end:
+        return
+    print(f"\nlongmem train end to end (defaults: dropout 0.3, B=128, T=64) against plain PyTorch, "
+          f"steps {args.short}..{args.long}, median of {args.rounds} alternating rounds; characters per second")
+    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6}")
+    for H in args.hidden:
+        speeds = end_to_end(H, args.rounds, args.short, args.long)
+        print(f"{H:>5} {speeds['longmem']:>10.0f} {speeds['torch']:>10.0f} {speeds['longmem'] / speeds['torch']:>6.2f}")
 
 
 if __name__ == "__main__":

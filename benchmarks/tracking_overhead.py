@@ -36,7 +36,7 @@ def step_with(extra: list[str] | None, defaults: tuple, mode: str):
     h = np.zeros((1, B, 256), np.float32)
 
     def step():
-        for value in trainer.step_fn(x, y, h, h, np.float32(1e-3)):
+        for value in trainer.step_fn(x, y, h, h, np.float32(1e-3), np.uint32(0)):
             np.asarray(value)  # wait for the step, and fetch what a recording step writes
 
     return step
