@@ -25,10 +25,10 @@ from throughput import V, longmem_step, time_alternately, torch_step
 TOLERANCE = 1e-3  # relative, on the training loss after a few logged steps
 
 
-def losses(device: str, steps: int, folder: str) -> dict[int, float]:
+def losses(device: str, steps: int, folder: str, name: str) -> dict[int, float]:
     """Training losses of a short `longmem train` run on `device`, by step, with float32
     products computed in full float32 (a GPU's default TF32 would differ by more)."""
-    run = Path(folder) / device
+    run = Path(folder) / name
     subprocess.run([sys.executable, "-m", "longmem", "train", "--device", device, "--run-dir", str(run),
                     "--steps", str(steps), "--log-every", "10", "--eval-every", "1000", "--sample-every", "0"],
                    check=True, stdout=subprocess.DEVNULL,
@@ -43,17 +43,20 @@ def main() -> int:
     parser.add_argument("--batch", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--steps", type=int, default=40, help="steps of the GPU-against-CPU run")
+    parser.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
+                        help="cpu: a dry run of this script where there is no GPU")
     args = parser.parse_args()
     import jax
 
     try:
-        gpu = jax.devices("gpu")[0]
+        gpu = jax.devices(args.device)[0]
     except RuntimeError:
         print("gpu.py: JAX sees no GPU (is the gpu extra installed, and a driver present?)", file=sys.stderr)
         return 1
-    print(f"GPU: {gpu.device_kind}; jax {jax.__version__}")
+    print(f"device: {gpu.device_kind}; jax {jax.__version__}")
     with tempfile.TemporaryDirectory() as folder:
-        on_gpu, on_cpu = losses("gpu", args.steps, folder), losses("cpu", args.steps, folder)
+        on_gpu, on_cpu = (losses(args.device, args.steps, folder, "device"),
+                          losses("cpu", args.steps, folder, "cpu"))
     worst = max(abs(on_gpu[s] - on_cpu[s]) / abs(on_cpu[s]) for s in on_cpu)
     agree = worst <= TOLERANCE
     print(f"training loss, GPU against CPU from one seed, {args.steps} steps: largest relative "
@@ -61,11 +64,11 @@ def main() -> int:
 
     from longmem import engine
 
-    mode = engine.configure("jax", "gpu")
+    mode = engine.configure("jax", args.device)
     try:
         import torch
 
-        peer = torch.cuda.is_available()
+        peer = torch.cuda.is_available() and args.device == "gpu"
     except ImportError:
         peer = False
     print(f"\ntraining step, T={args.seq} V={V}, RMSprop + clipping; characters per second"
