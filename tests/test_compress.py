@@ -1,5 +1,6 @@
 """`longmem compress` / `decompress`: exact round trips, and every bad archive refused in one line."""
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from longmem import compress as lmz
+from longmem import mixing
 from test_cli import TINY, run_cli
 
 SMALL = ["--segments", 4, "--window", 8, "--hidden", 16, "--quiet"]  # tiny and quick
@@ -22,7 +24,7 @@ def roundtrip(tmp_path, capsys, data: bytes, *flags, name="data.bin"):
     code, _, err = run_cli(capsys, "compress", original, *SMALL, *flags)
     assert code == 0, err
     archive = tmp_path / f"{name}.lmz"
-    restored = tmp_path / "restored"
+    restored = tmp_path / f"{name}.restored"
     code, _, err = run_cli(capsys, "decompress", archive, "-o", restored, "--quiet",
                            *(flags[flags.index("--model"):flags.index("--model") + 2] if "--model" in flags else []))
     assert code == 0, err
@@ -158,3 +160,37 @@ def test_a_trained_run_as_the_starting_point(tmp_path, capsys, small_text):
     (tmp_path / "b.bin").write_bytes(b"\xff\xfe")
     code, _, err = run_cli(capsys, "compress", tmp_path / "b.bin", "--model", run_dir, *SMALL)
     assert code == 1 and "not UTF-8" in err
+
+
+def test_the_context_models_help_and_can_be_left_out(tmp_path, capsys, small_text):
+    data = small_text.read_bytes()[:3000]
+    mixed = roundtrip(tmp_path, capsys, data, "--lr", 0.01, name="mixed.txt")
+    alone = roundtrip(tmp_path, capsys, data, "--lr", 0.01, "--orders", name="alone.txt")
+    assert lmz.unpack(alone.read_bytes())[0]["settings"].orders == []
+    assert lmz.unpack(mixed.read_bytes())[0]["settings"].orders == lmz.Settings().orders
+    assert mixed.stat().st_size < 0.8 * alone.stat().st_size
+
+
+def test_archives_of_format_1_decode_without_context_models(monkeypatch):
+    data = b"an archive from before the context models, " * 10
+    header, payload = lmz.unpack(lmz.compress(data, lmz.Settings(segments=4, window=8, hidden=16, orders=[])))
+    header["settings"] = {k: v for k, v in dataclasses.asdict(header["settings"]).items() if k != "orders"}
+    monkeypatch.setattr(lmz, "FORMAT", 1)
+    old = lmz.pack(header, payload)
+    monkeypatch.undo()
+    assert struct.unpack("<H", old[4:6])[0] == 1
+    assert lmz.decompress(old) == data
+
+
+@pytest.mark.parametrize("halve_at", [60_000, 7])
+def test_context_models_learn_a_pattern_and_give_distributions(monkeypatch, halve_at):
+    monkeypatch.setattr(mixing, "_HALVE_AT", halve_at)
+    m = mixing.Mixer(symbols=3, segments=2, orders=[1, 2])
+    uniform = np.log(np.full((2, 3), 1 / 3))
+    for i, s in enumerate([0, 1, 2] * 40):
+        p = m.mix(uniform)
+        assert np.allclose(p.sum(axis=1), 1) and (p > 0).all()
+        m.update(np.array([s, 2 - s]), np.array([True, i < 60]))  # segment 1 ends early
+    assert m.counts.max() < halve_at  # counts are halved before they overflow
+    assert m.mix(uniform)[0, 0] > 0.9  # after ... 1, 2 comes 0
+    assert m.weights[:, :2].sum() > m.weights[:, 2:].sum()  # the orders earn more weight than the LSTM's guess

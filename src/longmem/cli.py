@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--replay", type=int, default=_settings.replay,
                           help="extra training steps per window on earlier windows")
     compress.add_argument("--seed", type=int, default=_settings.seed, help="seed of the initial weights")
+    compress.add_argument("--orders", type=int, nargs="*", default=_settings.orders, metavar="K",
+                          help="orders of the context models mixed with the LSTM (none: the LSTM alone)")
     compress.set_defaults(func=cmd_compress)
 
     decompress = commands.add_parser(
@@ -421,7 +423,7 @@ def cmd_compress(args) -> None:
     if out != "-" and Path(out).exists():
         raise UserError(f"{out} exists; give another name with -o or remove it")
     settings = Settings(args.segments, args.window, args.hidden, args.layers, args.lr, args.optimizer,
-                        args.replay, args.seed)
+                        args.replay, args.seed, args.orders)
     data = _read_input(args.file)
     archive = compress(data, settings, _base_run(args.model), quiet=args.quiet)
     _write_output(out, archive)

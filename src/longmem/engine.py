@@ -47,7 +47,23 @@ def configure(backend: str = "jax", device: str = "cpu", devices: str = "1") -> 
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
     if backend == "jax":
         _select_jax_device(device, devices)
+        _keep_compiled()
     return _MODES[backend]
+
+
+def _keep_compiled() -> None:
+    """Keep XLA's compiled programs between commands, in longmem's cache folder (at
+    most 1 GB, least recently used first out): the second command with the same
+    shapes starts in about a second instead of compiling for ten. JAX's own
+    setting (JAX_COMPILATION_CACHE_DIR) wins."""
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    from longmem.corpus import cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    jax.config.update("jax_compilation_cache_max_size", 1 << 30)
 
 
 def _select_jax_device(device: str, devices: str) -> None:
