@@ -53,9 +53,9 @@ def configure(backend: str = "jax", device: str = "cpu", devices: str = "1") -> 
 
 def _keep_compiled() -> None:
     """Keep XLA's compiled programs between commands, in longmem's cache folder (at
-    most 1 GB, least recently used first out): the second command with the same
-    shapes starts in about a second instead of compiling for ten. JAX's own
-    setting (JAX_COMPILATION_CACHE_DIR) wins."""
+    most 1 GB, least recently used first out): a later command with the same
+    shapes reads them back instead of compiling again. JAX's own setting
+    (JAX_COMPILATION_CACHE_DIR) wins."""
     import jax
 
     if jax.config.jax_compilation_cache_dir:
@@ -148,9 +148,9 @@ def mesh(device: str, devices: str):
     n = _count(devices, len(jax.local_devices(backend=kind)))
     if n == 1 and jax.process_count() == 1:
         return None
-    chosen = [d for p in range(jax.process_count())
-              for d in [d for d in jax.devices(kind) if d.process_index == p][:n]]
-    return jax.sharding.Mesh(np.array(chosen), ("streams",))
+    every = jax.devices(kind)
+    chosen = [[d for d in every if d.process_index == p][:n] for p in range(jax.process_count())]
+    return jax.sharding.Mesh(np.array(sum(chosen, [])), ("streams",))
 
 
 def shared(value: np.ndarray, name: str):

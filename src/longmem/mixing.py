@@ -38,6 +38,7 @@ class Mixer:
         for j in range(1, len(powers)):
             powers[j : j + 1] = powers[j - 1 : j] * _MULT
         k = np.array(self.orders)
+        self.oldest = k - 1  # where in `history` each order's oldest symbol is
         self.power = powers[k - 1]  # M^(k-1)
         self.hashes = np.tile(np.cumsum(powers)[k - 1], (segments, 1))  # (B, K): the empty history
         self.tags = k.astype(np.uint64) << np.uint64(56)  # so that orders never share a row
@@ -79,7 +80,7 @@ class Mixer:
         np.add.at(self.counts, cells, 1)
         self.counts[np.unique(cells[0][self.counts[cells] >= _HALVE_AT])] //= 2
         new = x[:, None].astype(np.uint64) + np.uint64(1)
-        oldest = self.history[b][:, np.array(self.orders) - 1] + np.uint64(1)
+        oldest = self.history[b][:, self.oldest] + np.uint64(1)
         self.hashes[b] = new + _MULT * (self.hashes[b] - oldest * self.power)
         self.history[b] = np.concatenate([new - np.uint64(1), self.history[b, :-1]], axis=1)
 
