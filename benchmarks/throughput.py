@@ -74,7 +74,7 @@ def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0):
     counter = [0]
 
     def step():
-        new, values = trainer.step(x, y, state, counter[0])
+        new, values = trainer.step(x, y, state, counter[0], trainer.cfg.optim.lr)
         state.update(new)
         counter[0] += 1
         float(values["loss"])  # wait for the result

@@ -65,3 +65,23 @@ def test_training_step_applies_the_masks_of_its_step_number(rng):
         logits, _, _ = lstm_forward(params, x, h0, h0, masks)
         assert float(loss) == pytest.approx(mean_nll(logits, y), rel=1e-5)
         assert float(loss) != pytest.approx(mean_nll(lstm_forward(params, x, h0, h0)[0], y), rel=1e-2)
+
+
+def test_weight_drop_masks_the_recurrent_weights_of_its_step(rng):
+    """With --weight-drop (and no output dropout) the loss is NumPy's forward pass with
+    each layer's Wh multiplied by the mask of that step, numbered after the outputs'."""
+    V, T, B, H, p = 7, 5, 3, 6, 0.5
+    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=0.0, weight_drop=p, vocab_size=V),
+                    train=TrainConfig(batch=B, seq=T, seed=3))
+    params = {k: v * 10 for k, v in lstm.init_params(cfg.model, V, rng).items()}
+    x = rng.integers(0, V, (T, B)).astype(np.int32)
+    y = rng.integers(0, V, (T, B)).astype(np.int32)
+    h0 = rng.normal(0, 0.3, (2, B, H)).astype(np.float32)
+    trainer = Trainer(cfg, params, "JAX")
+    for step in (0, 9):
+        _, _, loss, *_ = trainer.step_fn(x, y, h0, h0, np.float32(0.0), np.uint32(step))
+        dropped = dict(params)
+        for i in range(2):
+            dropped[f"lstm.{i}.Wh"] = params[f"lstm.{i}.Wh"] * dropout.keep_numpy((H, 4 * H), p, 3, step, i) / (1 - p)
+        assert float(loss) == pytest.approx(mean_nll(lstm_forward(dropped, x, h0, h0)[0], y), rel=1e-5)
+        assert float(loss) != pytest.approx(mean_nll(lstm_forward(params, x, h0, h0)[0], y), rel=1e-3)

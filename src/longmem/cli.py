@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     sample = commands.add_parser("sample", help="generate text from a trained run", **shown)
-    _run_arg(sample)
+    _run_arg(sample, which=True)
     sample.add_argument("--prime", default=None, help="text to start from (default: a newline)")
     sample.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
     sample.add_argument("--length", type=int, default=500, help="characters to generate")
@@ -82,14 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=cmd_sample)
 
     evaluate = commands.add_parser("eval", help="bits per character and accuracy on held-out text", **shown)
-    _run_arg(evaluate)
+    _run_arg(evaluate, which=True)
     evaluate.add_argument("--text", help="evaluate on this UTF-8 file instead of the run's test split")
     evaluate.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=cmd_eval)
 
     guess = commands.add_parser("guess", help="show the next letter the network guesses at each place", **shown)
-    _run_arg(guess)
+    _run_arg(guess, which=True)
     guess.add_argument("--text", help="a UTF-8 file (default: the run's test split)")
     guess.add_argument("--width", type=int, default=80, help="columns per block")
     guess.add_argument("--chars", type=int, default=800, help="characters to show")
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "them with state carried from the start of the held-out text. The curve is stored in the run "
         "(memory/), keyed by the checkpoint's step and these settings.", **shown,
     )
-    _run_arg(memory)
+    _run_arg(memory, which=True)
     memory.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
     memory.add_argument("--text", help="measure on this UTF-8 file instead of a split of the run's text")
     _curve_args(memory)
@@ -252,9 +252,13 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the positions drawn")
 
 
-def _run_arg(parser: argparse.ArgumentParser) -> None:
+def _run_arg(parser: argparse.ArgumentParser, which: bool = False) -> None:
     parser.add_argument("run_dir", metavar="DIR", help="run directory")
     parser.add_argument("--backend", choices=engine.BACKENDS, default=None, help="execution backend (default: the run's)")
+    if which:
+        parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                            help="the parameters of the newest checkpoint, or of the run's best "
+                            "evaluation on held-out text (early stopping)")
 
 
 def cmd_train(args) -> None:
@@ -278,10 +282,10 @@ def cmd_train(args) -> None:
 
 
 def _load(args):
-    """The newest checkpoint of a run and a predictor over its parameters."""
+    """The checkpoint of a run that --checkpoint names and a predictor over its parameters."""
     from longmem.sample import open_run
 
-    return open_run(RunDir(args.run_dir), args.backend)
+    return open_run(RunDir(args.run_dir), args.backend, best=args.checkpoint == "best")
 
 
 def _heldout(args, snap) -> tuple[np.ndarray, str]:
@@ -296,11 +300,11 @@ def cmd_eval(args) -> None:
     t = snap.config.train
     result = predictor.evaluate(codes, t.batch, t.seq)
     if args.json:
-        print(json.dumps(result.to_dict() | {"text": what, "step": snap.meta["state"]["step"]}))
+        print(json.dumps(result.to_dict() | {"text": what, "step": snap.step}))
     else:
         print(
             f"{what}: {result.bpc:.3f} bits/char, accuracy {100 * result.accuracy:.1f}% "
-            f"over {result.chars:,} characters (step {snap.meta['state']['step']})"
+            f"over {result.chars:,} characters (step {snap.step}{', the best' if args.checkpoint == 'best' else ''})"
         )
 
 
@@ -360,7 +364,7 @@ def cmd_memory(args) -> None:
     target = Path(args.out) if args.out else run.plots / "memory.png"
     memory.figure({"": curve}, target)
     if args.json:
-        print(json.dumps(curve.to_dict() | {"step": snap.meta["state"]["step"], "figure": str(target)}))
+        print(json.dumps(curve.to_dict() | {"step": snap.step, "figure": str(target)}))
     else:
         print(memory.table(curve))
         print(f"figure: {target}")

@@ -150,7 +150,7 @@ class Model:
             self._step(*self.kept[int(self.rng.integers(len(self.kept)))])
 
     def _step(self, inputs, targets, start) -> None:
-        self.trainer.step(inputs, targets, start, self.steps)
+        self.trainer.step(inputs, targets, start, self.steps, self.trainer.cfg.optim.lr)
         self.steps += 1
 
 

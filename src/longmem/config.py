@@ -37,6 +37,9 @@ class ModelConfig:
         "the original's 'always the same letter' bug",
     )
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
+    weight_drop: float = opt(
+        0.0, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
+        "dropped with this probability, one mask per training step")
     hidden_b: int | None = opt(None, "model2: cells of LSTM B; model1: of stage 2 (default: twice --hidden)")
     base: str | None = opt(None, "model1: the finished one-layer lstm run (same text) that is stage 1")
     stage2_steps: int = opt(1000, "model1: steps that train stage 2 before stage 3 learns")
@@ -56,6 +59,10 @@ class OptimConfig:
     lr: float = opt(5e-3, "learning rate")
     lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
     lr_decay_every: int = opt(1000, "steps between learning-rate decays")
+    lr_plateau: float = opt(
+        1.0, "multiply the learning rate by this after --lr-patience evaluations in a row that do "
+        "not improve on the best held-out bpc (1: never)")
+    lr_patience: int = opt(1, "evaluations without a new best before --lr-plateau applies")
     rho: float = opt(0.95, "RMSprop: decay of the running average of squared gradients")
     eps: float = opt(1e-8, "RMSprop/Adam: added under the square root")
     beta1: float = opt(0.9, "Adam: decay of the first moment")
@@ -176,10 +183,11 @@ def _unknown(source: str, name: str, fmt: int):
 RANGES = {
     **{name: (1, None, True, None) for name in (
         "layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
-        "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every",
+        "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every", "lr_patience",
         "letters", "passes", "hidden_b")},
     "lr": (0, None, False, None),
     "lr_decay": (0, None, False, None),
+    "lr_plateau": (0, 1, False, True),
     "eps": (0, None, False, None),
     "rho": (0, 1, True, False),
     "beta1": (0, 1, True, False),
@@ -190,6 +198,7 @@ RANGES = {
     "init_scale": (0, None, True, None),
     # Masks compare 32 hashed bits with p * 2**32 (dropout.py); p must leave a unit a chance.
     "dropout": (0, 0.999, True, True),
+    "weight_drop": (0, 0.999, True, True),
     "val_fraction": (0, 1, True, False),
     "test_fraction": (0, 1, True, False),
     "steps": (0, None, True, None),
@@ -231,6 +240,8 @@ def validate(cfg: RunConfig) -> RunConfig:
 
     for section in (cfg.model, cfg.optim, cfg.data, cfg.train):
         check(section)
+    if cfg.model.weight_drop > 0 and cfg.model.model != "lstm":
+        raise UserError(f"--weight-drop is for --model lstm, not {cfg.model.model}")
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise UserError("--val-fraction and --test-fraction must sum below 1")
     if cfg.train.steps is None and cfg.train.minutes is None:

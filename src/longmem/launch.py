@@ -24,7 +24,7 @@ from longmem.train import Loop, Trainer, TrainState, streams_mesh
 # What may change when a run is resumed; anything else would make it another run.
 # The optimizer may not: its state (moments, running averages) would start from zero.
 RESUMABLE = {
-    "optim": {"lr", "lr_decay", "lr_decay_every", "rho", "eps", "beta1", "beta2", "clip"},
+    "optim": {"lr", "lr_decay", "lr_decay_every", "lr_plateau", "lr_patience", "rho", "eps", "beta1", "beta2", "clip"},
     "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
               "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
               "track", "track_every", "backend", "device", "devices"},
@@ -123,7 +123,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     trainer = Trainer(cfg, snap.params, mode)
     trainer.restore_optim(snap.optim, str(snap.path))
     print(f"longmem: resuming {run_dir.path} at step {step} from {snap.path.name}", file=sys.stderr)
-    return Loop(writer, cfg, vocab, splits, trainer).run(state, snap.state)
+    return Loop(writer, cfg, vocab, splits, trainer).run(state, snap.state, snap.best)
 
 
 def _writer(run_dir: RunDir) -> RunDir:

@@ -134,7 +134,7 @@ def of_run(run, snap, predictor: Predictor, codes: np.ndarray, split: str, posit
     measure_it = lambda: measure(predictor, codes, ks, positions, seed, snap.config.train.seq).to_dict()  # noqa: E731
     if text:
         return Curve(**measure_it())
-    key = {"step": snap.meta["state"]["step"], "split": split, "positions": positions, "seed": seed,
+    key = {"step": snap.step, "split": split, "positions": positions, "seed": seed,
            "max_context": ks[-1]}
     stored = run.cached("memory", key, measure_it)
     return Curve.of(stored)

@@ -339,7 +339,7 @@ def _errors(text: str, codes: np.ndarray, bits: np.ndarray, train_codes: np.ndar
 
 
 def _memory(run: RunDir, snap) -> str:
-    curve = memory.stored(run, snap.meta["state"]["step"])
+    curve = memory.stored(run, snap.step)
     if curve is None:
         return _section("memory", "Memory", _note(f"No memory curve measured for this checkpoint yet: "
                                                   f"`longmem memory {run.path}` measures it (about a minute), "

@@ -193,18 +193,21 @@ class Snapshot:
 
     config: RunConfig
     vocab: Vocab
-    params: dict[str, np.ndarray]
+    params: dict[str, np.ndarray]  # the parameters asked for (the last, or the best)
     optim: dict[str, np.ndarray]
     state: dict[str, np.ndarray]
     meta: dict
     path: Path
+    best: dict[str, np.ndarray]  # the parameters of the best evaluation (none before one)
+    step: int  # the training step that `params` are from
 
 
-def load(run: RunDir) -> Snapshot:
-    """The newest valid checkpoint of a run."""
+def load(run: RunDir, best: bool = False) -> Snapshot:
+    """The newest valid checkpoint of a run; with `best`, its parameters are those of the
+    run's best evaluation (the lowest held-out bpc) instead of the last step's."""
     run.read_config()
     arrays, meta, path = checkpoint.load_latest(run.checkpoints)
-    parts = {"param": {}, "optim": {}, "state": {}}
+    parts = {"param": {}, "optim": {}, "state": {}, "best": {}}
     for name, value in arrays.items():
         kind, _, key = name.partition("/")
         if kind not in parts or not key:
@@ -216,12 +219,20 @@ def load(run: RunDir) -> Snapshot:
     if not {"config", "vocab", "state"} <= set(meta):
         missing = sorted({"config", "vocab", "state"} - set(meta))[0]
         raise checkpoint.CheckpointError(f"{path}: no {missing!r} in the checkpoint's metadata")
+    params, step = parts["param"], meta["state"].get("step", 0)
+    if best:
+        if not parts["best"]:
+            raise UserError(f"{run.path} has no best checkpoint: no evaluation on held-out text has come "
+                            "on its schedule (every --eval-every steps) yet, or an older longmem made it")
+        params, step = parts["best"], meta["state"]["best_step"]
     return Snapshot(
         RunConfig.from_dict(meta["config"], str(path), checkpoint.FORMAT),
         Vocab(meta["vocab"]),
-        parts["param"],
+        params,
         parts["optim"],
         parts["state"],
         meta,
         path,
+        parts["best"],
+        step,
     )

@@ -30,11 +30,12 @@ class EvalResult:
         return {"bpc": self.bpc, "accuracy": self.accuracy, "chars": self.chars}
 
 
-def open_run(run, backend: str | None = None):
-    """The newest checkpoint of a run (a RunDir) and a predictor over its parameters."""
+def open_run(run, backend: str | None = None, best: bool = False):
+    """The newest checkpoint of a run (a RunDir) and a predictor over its parameters
+    (with `best`, those of the run's best evaluation)."""
     from longmem.rundir import load
 
-    snap = load(run)
+    snap = load(run, best)
     mode = engine.configure(backend or snap.config.train.backend, "cpu")
     return snap, Predictor(engine.share_all(snap.params), snap.config.model, mode)
 
@@ -57,7 +58,7 @@ def heldout_eval(run, snap, predictor: Predictor, codes: np.ndarray, split: str 
     """bpc and accuracy of the newest checkpoint on a split of the run's text (`codes`),
     stored in the run (eval/) and read from there when computed before."""
     t = snap.config.train
-    key = {"step": snap.meta["state"]["step"], "split": split}
+    key = {"step": snap.step, "split": split}
     return run.cached("eval", key, lambda: predictor.evaluate(codes, t.batch, t.seq).to_dict())
 
 

@@ -45,6 +45,10 @@ class TrainState:
     metrics_bytes: int = 0  # length of metrics.jsonl at this step
     samples_bytes: int = 0
     track_bytes: dict = field(default_factory=dict)  # length of each tracks/*.bin
+    best_bpc: float | None = None  # the lowest held-out bpc of the evaluations so far
+    best_step: int | None = None  # its step (checkpoints hold its parameters as best/NAME)
+    stale: int = 0  # evaluations since the best one
+    lr_scale: float = 1.0  # the learning rate's factor from plateaus (--lr-plateau)
 
     def to_meta(self) -> dict:
         return asdict(self)
@@ -125,19 +129,26 @@ class Trainer:
         fn.trust_input = True
         return fn, step.state
 
-    def step(self, x, y, state: dict, step: int) -> tuple[dict, dict]:
-        """Training step number `step` (from 0): the new state and the tracked values by name."""
+    def step(self, x, y, state: dict, step: int, lr: float) -> tuple[dict, dict]:
+        """Training step number `step` (from 0) at learning rate `lr`: the new state and the
+        tracked values by name."""
         scheduled = [np.float32(v) for v in self.net.schedule(self.cfg.model, step).values()]
-        out = self.step_fn(x, y, *state.values(), np.float32(self.lr(step)), np.uint32(step), *scheduled)
+        out = self.step_fn(x, y, *state.values(), np.float32(lr), np.uint32(step), *scheduled)
         return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
 
-    def lr(self, step: int) -> float:
+    def lr(self, state: TrainState) -> float:
+        """The learning rate of the next step: --lr, decayed every --lr-decay-every steps
+        and at every plateau of the held-out loss."""
         o = self.cfg.optim
-        return o.lr * o.lr_decay ** (step // max(1, o.lr_decay_every))
+        return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The parameters' values now, on the host."""
+        return {k: engine.to_numpy(v.get_value()) for k, v in self.params.items()}
 
     def arrays(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every array a checkpoint holds, named `param/...`, `optim/...`, `state/...`."""
-        out = {f"param/{k}": engine.to_numpy(v.get_value()) for k, v in self.params.items()}
+        out = {f"param/{k}": v for k, v in self.values().items()}
         out |= {f"optim/{k}": engine.to_numpy(v.get_value()) for k, v in self.optim_state.items()}
         out |= {f"state/{k}": v for k, v in state.items()}
         return out
@@ -189,13 +200,15 @@ class Loop:
         self.goal = cfg.train.steps
         self.since_log = [0, 0.0]  # timed steps and their seconds since the last metrics line
 
-    def run(self, state: TrainState, carried: dict[str, np.ndarray]) -> TrainState:
+    def run(self, state: TrainState, carried: dict[str, np.ndarray], best: dict | None = None) -> TrainState:
         """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end.
 
         `carried` is the model's recurrent state at the cursor (named as its
-        init_state names it).
+        init_state names it); `best` the parameters of the best evaluation so
+        far (state.best_step), which every checkpoint keeps.
         """
         t, trainer = self.cfg.train, self.trainer
+        self.best = best or {}
         # The wall clock of the run counts this process's compiling too.
         self.clock = (time.monotonic() - trainer.compile_seconds, state.elapsed, state.step)
         last_save, saved = time.monotonic(), None
@@ -204,9 +217,9 @@ class Loop:
             done, stopped, _ = self.decide(state, stop, False)
             while not (done or stopped):
                 x, y = self.streams.window(state.cursor.window)
-                lr = trainer.lr(state.step)
+                lr = trainer.lr(state)
                 started = time.monotonic()
-                carried, values = trainer.step(x, y, carried, state.step)
+                carried, values = trainer.step(x, y, carried, state.step, lr)
                 loss = float(values["loss"])  # waits for the step to finish
                 self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()
@@ -305,6 +318,8 @@ class Loop:
         if evaluate and len(held) >= 2:
             result = self.trainer.predictor.evaluate(held, t.batch, t.seq)
             record |= {f"{split}_bpc": result.bpc, f"{split}_accuracy": result.accuracy}
+            if state.step % t.eval_every == 0:  # on schedule: a run extended later goes on as one
+                self.judge(state, result.bpc)
         steps, seconds = self.since_log
         if steps:
             record["chars_per_s"] = steps * self.streams.chars_per_window / max(seconds, 1e-9)
@@ -327,6 +342,19 @@ class Loop:
         if left is not None and (self.goal is None or not self.progress.tty):
             shown["left"] = f"{left / 60:.1f}min"
         self.progress.show(state.step, shown)
+
+    def judge(self, state: TrainState, bpc: float) -> None:
+        """Keep the parameters of a new best evaluation; after --lr-patience evaluations in
+        a row without one, multiply the learning rate by --lr-plateau."""
+        if state.best_bpc is None or bpc < state.best_bpc:
+            state.best_bpc, state.best_step, state.stale = bpc, state.step, 0
+            self.best = self.trainer.values()
+            return
+        state.stale += 1
+        o = self.cfg.optim
+        if state.stale >= o.lr_patience:
+            state.lr_scale *= o.lr_plateau
+            state.stale = 0
 
     def seconds_left(self, state: TrainState) -> float | None:
         """Wall seconds to the goal, from this process's pace (None before a step is done)."""
@@ -357,4 +385,5 @@ class Loop:
         self.tick(state)
         meta = {"config": self.cfg.to_dict(), "vocab": self.vocab.chars, "state": state.to_meta()}
         arrays = self.trainer.arrays({name: engine.to_numpy(v) for name, v in carried.items()})
+        arrays |= {f"best/{k}": v for k, v in self.best.items()}
         return checkpoint.save(self.run_dir.checkpoints, state.step, arrays, meta, self.cfg.train.keep)

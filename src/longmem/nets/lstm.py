@@ -150,9 +150,12 @@ def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:
 
 def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
     """The dropout a training window needs: name -> (mask shape, drop probability)."""
-    if cfg.dropout <= 0:
-        return {}
-    return {f"lstm.{i}.dropout": ((T, B, cfg.hidden), cfg.dropout) for i in range(cfg.layers)}
+    H, found = cfg.hidden, {}
+    if cfg.dropout > 0:
+        found |= {f"lstm.{i}.dropout": ((T, B, H), cfg.dropout) for i in range(cfg.layers)}
+    if cfg.weight_drop > 0:  # numbered after the outputs' masks, which keep their numbers
+        found |= {f"lstm.{i}.Wh.drop": ((H, 4 * H), cfg.weight_drop) for i in range(cfg.layers)}
+    return found
 
 
 def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: dict | None = None) -> Forward:
@@ -161,20 +164,24 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     state: h and c, (L, B, H) each, carried from the previous window. masks:
     for dropout, the multipliers named by `noise` (0 for a dropped unit,
     1 / (1 - p) for a kept one), applied to each layer's output before the
-    next layer and the softmax, as char-rnn does. Internals, per layer
-    (`lstm.l.h`, `.c` and the gates `.i .f .o .g`), are (T, B, H).
+    next layer and the softmax, as char-rnn does, and (with --weight-drop) to
+    each layer's recurrent weights, the same for every step of the window.
+    Internals, per layer (`lstm.l.h`, `.c` and the gates `.i .f .o .g`), are
+    (T, B, H).
     """
     layers = sum(1 for name in params if name.endswith(".Wh"))
     T, B = x.type.shape
     inp, internals, h_last, c_last = None, {}, [], []
     for i in range(layers):
         Wx, Wh, b = (params[f"lstm.{i}.{key}"] for key in ("Wx", "Wh", "b"))
+        if masks and f"lstm.{i}.Wh.drop" in masks:  # DropConnect: one mask for the whole window
+            Wh = Wh * masks[f"lstm.{i}.Wh.drop"]
         xp = Wx[x] + b if i == 0 else inp @ Wx + b  # (T, B, 4H); embedding lookup first
         hs, cs, gates = layer(xp, state["h"][i], state["c"][i], Wh, T, B)
         internals |= {f"lstm.{i}.{key}": value for key, value in {"h": hs, "c": cs, **gates}.items()}
         h_last.append(hs[-1])
         c_last.append(cs[-1])
-        inp = hs * masks[f"lstm.{i}.dropout"] if masks else hs
+        inp = hs * masks[f"lstm.{i}.dropout"] if masks and f"lstm.{i}.dropout" in masks else hs
     logits = inp @ params["out.W"] + params["out.b"]
     return Forward(logits, {"h": pt.stack(h_last), "c": pt.stack(c_last)}, internals, {})
 
@@ -202,7 +209,8 @@ def log_probs(logits, y):
 def diagram(cfg: ModelConfig) -> Diagram:
     d, source, label = Diagram(), "x", "embedding Wx[x] + b"
     for i in range(cfg.layers):
-        h = d.lstm(f"lstm.{i}", f"layer {i}", cfg.hidden, [(source, label)])
+        title = f"layer {i}" + (f", DropConnect {cfg.weight_drop:g} on Wh" if cfg.weight_drop > 0 else "")
+        h = d.lstm(f"lstm.{i}", title, cfg.hidden, [(source, label)])
         source, label = h, "Wx h + b"
         if cfg.dropout > 0:
             source = d.node(f"lstm.{i}.dropout", f"dropout {cfg.dropout:g}")
