@@ -40,3 +40,21 @@ def test_from_dict_round_trips_and_names_an_unknown_field():
         RunConfig.from_dict(saved, "run/config.json")
     with pytest.raises(UserError, match="unknown field 'schedule'"):
         RunConfig.from_dict({**cfg.to_dict(), "schedule": {}})
+
+
+def test_runs_saved_before_a_default_changed_keep_what_they_trained_with():
+    saved = RunConfig().to_dict()
+    del saved["model"]["weight_drop"], saved["optim"]["lr_plateau"]
+    old = RunConfig.from_dict(saved)
+    assert old.model.weight_drop == 0.0 and old.optim.lr_plateau == 1.0
+    assert RunConfig().model.weight_drop == 0.3 and RunConfig().optim.lr_plateau == 0.5
+
+
+def test_weight_drop_is_the_lstm_s(tmp_path):
+    from longmem.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--model", "hmlstm"])
+    assert config.from_args(args).model.weight_drop == 0.0
+    args = build_parser().parse_args(["train", "--model", "hmlstm", "--weight-drop", "0.2"])
+    with pytest.raises(UserError, match="--weight-drop is for --model lstm, not hmlstm"):
+        config.validate(config.from_args(args))

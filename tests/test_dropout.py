@@ -52,7 +52,7 @@ def test_training_step_applies_the_masks_of_its_step_number(rng):
     """The loss a training step reports equals NumPy's forward pass with the masks
     keep_numpy gives for that step: each layer's output dropped and scaled."""
     V, T, B, H, p = 7, 5, 3, 6, 0.4
-    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=p, vocab_size=V),
+    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=p, weight_drop=0.0, vocab_size=V),
                     train=TrainConfig(batch=B, seq=T, seed=3))
     params = {k: v * 10 for k, v in lstm.init_params(cfg.model, V, rng).items()}  # so that masks matter
     x = rng.integers(0, V, (T, B)).astype(np.int32)

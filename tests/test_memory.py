@@ -64,7 +64,7 @@ def _copy_text(path, lines=3000):
 def test_a_model_that_learned_to_copy_shows_the_step(tmp_path, capsys):
     text = _copy_text(tmp_path / "copy.txt")
     flags = ["--text", text, "--hidden", 32, "--batch", 16, "--seq", 16, "--lr", 0.01, "--dropout", 0,
-             "--eval-every", 300, "--sample-every", 0]
+             "--weight-drop", 0, "--eval-every", 300, "--sample-every", 0]
     for name, steps in (("trained", 300), ("untrained", 0)):
         code, _, err = run_cli(capsys, "train", "--run-dir", tmp_path / name, "--steps", steps, *flags)
         assert code == 0, err

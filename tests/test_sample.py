@@ -8,7 +8,7 @@ from longmem.config import ModelConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.nets import lstm
-from longmem.sample import Predictor, guess_view, sample_code
+from longmem.sample import STREAM_CHARS, Predictor, guess_view, sample_code, streams
 
 from reference import lstm_forward
 
@@ -64,3 +64,10 @@ def test_sample_code_temperature_and_top_k():
 def test_guess_view_puts_each_guess_under_its_character():
     view = guess_view("ab\ncd", "xy zw", width=3)
     assert view == "ab↵\nxy \n\ncd\nzw"
+
+
+def test_held_out_text_is_read_as_few_long_streams():
+    assert streams(100, 128) == 1
+    assert streams(2 * STREAM_CHARS - 1, 128) == 1
+    assert streams(28_000, 128) == 28_000 // STREAM_CHARS
+    assert streams(10**7, 128) == 128

@@ -32,7 +32,7 @@ def test_unknown_name_lists_what_exists():
 def test_tracked_values_are_what_the_graph_computes(rng):
     """Every kind of tracked value, from one compiled step, against a direct evaluation."""
     V, T, B = 6, 4, 3
-    cfg = RunConfig(model=ModelConfig(hidden=5, vocab_size=V, dropout=0.0),
+    cfg = RunConfig(model=ModelConfig(hidden=5, vocab_size=V, dropout=0.0, weight_drop=0.0),
                     train=TrainConfig(batch=B, seq=T, track=["out.b", "out.b.grad", "out.b.update",
                                                              "out.b.ms", "out.W[:, 2]", "lstm.0.f"]))
     params = lstm.init_params(cfg.model, V, rng)

@@ -55,8 +55,10 @@ def run_config(cfg: CaesarConfig, n_letters: int) -> RunConfig:
     `passes` passes, evaluated on the letters after every pass."""
     windows = (n_letters - 1) // cfg.batch
     return RunConfig(
-        model=ModelConfig(model="caesar", hidden=cfg.hidden, init_scale=cfg.init_scale, dropout=0.0),
-        optim=OptimConfig(optimizer=cfg.optimizer, lr=cfg.lr, rho=cfg.rho, eps=cfg.eps, clip=0.0),
+        model=ModelConfig(model="caesar", hidden=cfg.hidden, init_scale=cfg.init_scale, dropout=0.0,
+                          weight_drop=0.0),
+        # The original's update rules as they were: a constant rate, no clipping.
+        optim=OptimConfig(optimizer=cfg.optimizer, lr=cfg.lr, rho=cfg.rho, eps=cfg.eps, clip=0.0, lr_plateau=1.0),
         data=DataConfig(text=cfg.text, letters=cfg.letters, val_fraction=0.0, test_fraction=0.0),
         train=TrainConfig(
             batch=1, seq=cfg.batch, steps=cfg.passes * windows, seed=cfg.seed, log_every=windows,

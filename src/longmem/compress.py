@@ -109,7 +109,8 @@ class Model:
 
         s = settings
         self.symbols, self.start = symbols, symbols  # the input before a row's first symbol
-        cfg = RunConfig(model=ModelConfig(layers=s.layers, hidden=s.hidden, dropout=0.0, vocab_size=symbols + 1),
+        cfg = RunConfig(model=ModelConfig(layers=s.layers, hidden=s.hidden, dropout=0.0, weight_drop=0.0,
+                                                 vocab_size=symbols + 1),
                         optim=OptimConfig(optimizer=s.optimizer, lr=s.lr),
                         train=TrainConfig(batch=s.segments, seq=s.window, seed=s.seed))
         if params is None:

@@ -38,8 +38,8 @@ class ModelConfig:
     )
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
     weight_drop: float = opt(
-        0.0, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
-        "dropped with this probability, one mask per training step")
+        0.3, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
+        "dropped with this probability, one mask per training step (other models: none)")
     hidden_b: int | None = opt(None, "model2: cells of LSTM B; model1: of stage 2 (default: twice --hidden)")
     base: str | None = opt(None, "model1: the finished one-layer lstm run (same text) that is stage 1")
     stage2_steps: int = opt(1000, "model1: steps that train stage 2 before stage 3 learns")
@@ -60,7 +60,7 @@ class OptimConfig:
     lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
     lr_decay_every: int = opt(1000, "steps between learning-rate decays")
     lr_plateau: float = opt(
-        1.0, "multiply the learning rate by this after --lr-patience evaluations in a row that do "
+        0.5, "multiply the learning rate by this after --lr-patience evaluations in a row that do "
         "not improve on the best held-out bpc (1: never)")
     lr_patience: int = opt(1, "evaluations without a new best before --lr-plateau applies")
     rho: float = opt(0.95, "RMSprop: decay of the running average of squared gradients")
@@ -154,10 +154,13 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str = "the configuration", fmt: int = FORMAT) -> RunConfig:
         """The configuration saved as `d`; a field this version does not know is
-        a UserError naming it, the source and the format version."""
+        a UserError naming it, the source and the format version. A field it
+        lacks, from a version before the field, has the value that version used."""
         sections = {}
         for key, section in SECTIONS.items():
             values = d.get(key, {})
+            if isinstance(values, dict):
+                values = {**BEFORE.get(key, {}), **values}
             known = {f.name for f in dataclasses.fields(section)}
             unknown = sorted(set(values) - known) if isinstance(values, dict) else ["(not a mapping)"]
             if unknown:
@@ -260,6 +263,9 @@ def validate_caesar(cfg: CaesarConfig) -> CaesarConfig:
     return cfg
 
 
+# Fields whose default changed when they were added: what runs saved without them did.
+BEFORE = {"model": {"weight_drop": 0.0}, "optim": {"lr_plateau": 1.0}}
+
 SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig, "train": TrainConfig}
 
 
@@ -306,4 +312,7 @@ def overrides(args: argparse.Namespace, section: type) -> dict:
 
 def from_args(args: argparse.Namespace) -> RunConfig:
     """A fresh run's configuration: defaults, replaced by what was given."""
-    return RunConfig(**{key: cls(**overrides(args, cls)) for key, cls in SECTIONS.items()})
+    cfg = RunConfig(**{key: cls(**overrides(args, cls)) for key, cls in SECTIONS.items()})
+    if cfg.model.model != "lstm" and getattr(args, "weight_drop", None) is None:
+        cfg.model.weight_drop = 0.0  # the default is the lstm's
+    return cfg

@@ -54,12 +54,27 @@ def heldout(run, snap, text: str | None = None, split: str = "test") -> tuple[np
     return codes, f"{split} split of {info['corpus']}"
 
 
+# Held-out text is read as streams of at least this many characters. Each stream
+# starts from a blank state and guesses its first characters with little context:
+# on Huckleberry Finn's test split (28k characters) 128 streams of 221 characters
+# cost a trained 1 x 256 LSTM 0.020 bits/char against 16 of 1,770, and 4 of 7,080
+# gained 0.002 more, at the same speed on a CPU.
+STREAM_CHARS = 2000
+
+
+def streams(length: int, batch: int) -> int:
+    """How many streams evaluation reads `length` characters as: at most `batch`, each
+    at least STREAM_CHARS long (one for a shorter text)."""
+    return max(1, min(batch, length // STREAM_CHARS))
+
+
 def heldout_eval(run, snap, predictor: Predictor, codes: np.ndarray, split: str = "test") -> dict:
-    """bpc and accuracy of the newest checkpoint on a split of the run's text (`codes`),
+    """bpc and accuracy of the checkpoint on a split of the run's text (`codes`),
     stored in the run (eval/) and read from there when computed before."""
     t = snap.config.train
-    key = {"step": snap.step, "split": split}
-    return run.cached("eval", key, lambda: predictor.evaluate(codes, t.batch, t.seq).to_dict())
+    batch = streams(len(codes), t.batch)
+    key = {"step": snap.step, "split": split, "streams": batch}
+    return run.cached("eval", key, lambda: predictor.evaluate(codes, batch, t.seq).to_dict())
 
 
 class Predictor:

@@ -27,7 +27,7 @@ from longmem.files import fsync
 from longmem.nets import NETS
 from longmem.progress import Progress
 from longmem.rundir import RunDir
-from longmem.sample import Predictor
+from longmem.sample import Predictor, streams
 
 
 @dataclass
@@ -316,7 +316,7 @@ class Loop:
         split = t.eval_split
         held = self.splits[split][: t.eval_chars]
         if evaluate and len(held) >= 2:
-            result = self.trainer.predictor.evaluate(held, t.batch, t.seq)
+            result = self.trainer.predictor.evaluate(held, streams(len(held), t.batch), t.seq)
             record |= {f"{split}_bpc": result.bpc, f"{split}_accuracy": result.accuracy}
             if state.step % t.eval_every == 0:  # on schedule: a run extended later goes on as one
                 self.judge(state, result.bpc)

@@ -209,8 +209,8 @@ def log_probs(logits, y):
 def diagram(cfg: ModelConfig) -> Diagram:
     d, source, label = Diagram(), "x", "embedding Wx[x] + b"
     for i in range(cfg.layers):
-        title = f"layer {i}" + (f", DropConnect {cfg.weight_drop:g} on Wh" if cfg.weight_drop > 0 else "")
-        h = d.lstm(f"lstm.{i}", title, cfg.hidden, [(source, label)])
+        note = f"DropConnect {cfg.weight_drop:g} on Wh" if cfg.weight_drop > 0 else ""
+        h = d.lstm(f"lstm.{i}", f"layer {i}", cfg.hidden, [(source, label)], note)
         source, label = h, "Wx h + b"
         if cfg.dropout > 0:
             source = d.node(f"lstm.{i}.dropout", f"dropout {cfg.dropout:g}")

@@ -71,9 +71,9 @@ class Diagram:
     def edge(self, a: str, b: str, label: str = "", style: str = "") -> None:
         self.edges.append((a, b, label, style))
 
-    def lstm(self, id: str, title: str, cells: int, reads: list[tuple]) -> str:
+    def lstm(self, id: str, title: str, cells: int, reads: list[tuple], note: str = "") -> str:
         """An LSTM layer of `cells` reading inputs (node, label[, style]); returns its h node."""
-        self.groups[id] = (f"{title}: {cells} cells", [])
+        self.groups[id] = (f"{title}: {cells} cells" + (f", {note}" if note else ""), [])
         gates = self.node(f"{id}.gates", "gates i, f, o = sigmoid(.)\ncandidate g = tanh(.)", group=id)
         c = self.node(f"{id}.c", "c = f * c(t-1) + i * g", group=id)
         h = self.node(f"{id}.h", "h = o * tanh(c)", group=id)
