@@ -6,9 +6,10 @@ layer of H cells, softmax over V) with the same RMSprop update and gradient
 clipping, timed in alternating blocks in one process.
 
 End to end: `longmem train` with its defaults (dropout 0.3 on the LSTM's
-output, RMSprop, clipping 5, B=128, T=64) on the built-in corpus, against a
-plain PyTorch trainer of the same network and settings on the same text
-(`torch.nn.LSTM`, one-hot input, dropout on its output, RMSprop, clipping,
+output and 0.3 on its recurrent weights, RMSprop, clipping 5, B=128, T=64) on
+the built-in corpus, against a plain PyTorch trainer of the same network and
+settings on the same text (`torch.nn.LSTM` called with its recurrent weights
+dropped, one-hot input, dropout on its output, RMSprop, clipping,
 the same B and T, the loss read every step as longmem does). Each figure is
 the difference between a long and a short run of the real program, so
 start-up and compiling cancel; evaluation, samples and checkpoints are left
@@ -58,9 +59,9 @@ def time_alternately(steps: dict, n: int, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0):
+def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0, weight_drop: float = 0.0):
     cfg = RunConfig(
-        model=ModelConfig(hidden=H, vocab_size=V, dropout=dropout),
+        model=ModelConfig(hidden=H, vocab_size=V, dropout=dropout, weight_drop=weight_drop),
         optim=OptimConfig(optimizer="rmsprop", lr=2e-3, rho=0.95, eps=1e-8, clip=5.0),
         train=TrainConfig(batch=B, seq=T),
     )
@@ -108,8 +109,9 @@ def torch_step(H: int, B: int, T: int, device: str = "cpu"):
     return step, torch.get_num_threads()
 
 
-def torch_train(steps: int, H: int, B: int, T: int, dropout: float) -> None:
-    """A plain PyTorch trainer with longmem train's defaults, on the built-in corpus."""
+def torch_train(steps: int, H: int, B: int, T: int, dropout: float, weight_drop: float) -> None:
+    """A plain PyTorch trainer with longmem train's defaults, on the built-in corpus; the
+    recurrent weights are dropped (DropConnect) as AWD-LSTM's WeightDrop does it."""
     import torch
 
     from longmem.batches import Streams
@@ -126,7 +128,9 @@ def torch_train(steps: int, H: int, B: int, T: int, dropout: float) -> None:
     h = c = torch.zeros(1, B, H)
     for k in range(steps):
         x, y = (torch.from_numpy(a.astype(np.int64)) for a in streams.window(k % streams.windows))
-        hs, (h, c) = net(torch.nn.functional.one_hot(x, V).float(), (h, c))
+        weights = dict(net.named_parameters())
+        weights["weight_hh_l0"] = torch.nn.functional.dropout(weights["weight_hh_l0"], weight_drop)
+        hs, (h, c) = torch.func.functional_call(net, weights, (torch.nn.functional.one_hot(x, V).float(), (h, c)))
         loss = torch.nn.functional.cross_entropy(out(drop(hs)).reshape(-1, V), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -173,23 +177,23 @@ def main() -> None:
     parser.add_argument("--torch-train", type=int, metavar="STEPS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_train is not None:  # the peer of an end-to-end round
-        return torch_train(args.torch_train, args.hidden[0], 128, 64, 0.3)
+        return torch_train(args.torch_train, args.hidden[0], 128, 64, 0.3, 0.3)
     mode = engine.configure(args.backend, "cpu")
     B, T = args.batch, args.seq
     print(f"training step, B={B} T={T} V={V}, RMSprop + clipping; characters per second")
-    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10} {'longmem, dropout 0.3':>21}")
+    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10} {'longmem, both dropouts 0.3':>27}")
     for H in args.hidden:
         step, compile_s = longmem_step(H, B, T, mode)
-        dropped, _ = longmem_step(H, B, T, mode, dropout=0.3)
+        dropped, _ = longmem_step(H, B, T, mode, dropout=0.3, weight_drop=0.3)
         peer_step, threads = torch_step(H, B, T)
         seconds = time_alternately({"longmem": step, "torch": peer_step, "dropout": dropped},
                                    args.steps, args.repeats)
         ours, peer, masked = (B * T / seconds[k] for k in ("longmem", "torch", "dropout"))
-        print(f"{H:>5} {ours:>10.0f} {peer:>10.0f} {ours / peer:>6.2f} {compile_s:>10.1f} {masked:>21.0f}")
+        print(f"{H:>5} {ours:>10.0f} {peer:>10.0f} {ours / peer:>6.2f} {compile_s:>10.1f} {masked:>27.0f}")
     print(f"(longmem backend {args.backend}; torch {threads} threads)")
     if args.no_end_to_end:
         return
-    print(f"\nlongmem train end to end (defaults: dropout 0.3, B=128, T=64) against plain PyTorch, "
+    print(f"\nlongmem train end to end (defaults: dropout 0.3, weight drop 0.3, B=128, T=64) against plain PyTorch, "
           f"steps {args.short}..{args.long}, median of {args.rounds} alternating rounds; characters per second")
     print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6}")
     for H in args.hidden:

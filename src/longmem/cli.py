@@ -514,6 +514,8 @@ def cmd_inspect(args) -> None:
         "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0)),
         "epoch": state["cursor"]["epoch"],
         "checkpoint": snap.path.name,
+        "best_step": state.get("best_step"),
+        "best_bpc": state.get("best_bpc"),
         "params": int(sum(a.size for a in snap.params.values())),
         "digest": checkpoint.digest(snap.params),
         "vocab_size": len(snap.vocab),
@@ -524,6 +526,9 @@ def cmd_inspect(args) -> None:
         return
     print(f"run         {args.run_dir}")
     print(f"step        {report['step']} (epoch {report['epoch']}, {report['checkpoint']})")
+    if report["best_step"] is not None:
+        print(f"best        step {report['best_step']}: {report['best_bpc']:.3f} bits/char on "
+              f"{snap.config.train.eval_split} (longmem eval --checkpoint best)")
     print(f"parameters  {report['params']:,} in {len(snap.params)} arrays")
     print(f"digest      sha256:{report['digest']}")
     for name in sorted(snap.params):

@@ -222,8 +222,8 @@ def load(run: RunDir, best: bool = False) -> Snapshot:
     params, step = parts["param"], meta["state"].get("step", 0)
     if best:
         if not parts["best"]:
-            raise UserError(f"{run.path} has no best checkpoint: no evaluation on held-out text has come "
-                            "on its schedule (every --eval-every steps) yet, or an older longmem made it")
+            raise UserError(f"{run.path} has no best checkpoint: it has not been evaluated on "
+                            "held-out text yet, or an older longmem made it")
         params, step = parts["best"], meta["state"]["best_step"]
     return Snapshot(
         RunConfig.from_dict(meta["config"], str(path), checkpoint.FORMAT),

@@ -47,7 +47,8 @@ class TrainState:
     track_bytes: dict = field(default_factory=dict)  # length of each tracks/*.bin
     best_bpc: float | None = None  # the lowest held-out bpc of the evaluations so far
     best_step: int | None = None  # its step (checkpoints hold its parameters as best/NAME)
-    stale: int = 0  # evaluations since the best one
+    plateau_bpc: float | None = None  # the lowest of the evaluations on schedule (--eval-every)
+    stale: int = 0  # evaluations on schedule since that one
     lr_scale: float = 1.0  # the learning rate's factor from plateaus (--lr-plateau)
 
     def to_meta(self) -> dict:
@@ -318,8 +319,7 @@ class Loop:
         if evaluate and len(held) >= 2:
             result = self.trainer.predictor.evaluate(held, streams(len(held), t.batch), t.seq)
             record |= {f"{split}_bpc": result.bpc, f"{split}_accuracy": result.accuracy}
-            if state.step % t.eval_every == 0:  # on schedule: a run extended later goes on as one
-                self.judge(state, result.bpc)
+            self.judge(state, result.bpc, scheduled=state.step % t.eval_every == 0)
         steps, seconds = self.since_log
         if steps:
             record["chars_per_s"] = steps * self.streams.chars_per_window / max(seconds, 1e-9)
@@ -343,12 +343,18 @@ class Loop:
             shown["left"] = f"{left / 60:.1f}min"
         self.progress.show(state.step, shown)
 
-    def judge(self, state: TrainState, bpc: float) -> None:
-        """Keep the parameters of a new best evaluation; after --lr-patience evaluations in
-        a row without one, multiply the learning rate by --lr-plateau."""
+    def judge(self, state: TrainState, bpc: float, scheduled: bool) -> None:
+        """Keep the parameters of a new best evaluation; after --lr-patience evaluations on
+        schedule in a row without a new best among them, multiply the learning rate by
+        --lr-plateau. Only those count toward a plateau, not the extra evaluation at the
+        end of a run, so that a run extended later trains as one run would."""
         if state.best_bpc is None or bpc < state.best_bpc:
-            state.best_bpc, state.best_step, state.stale = bpc, state.step, 0
+            state.best_bpc, state.best_step = bpc, state.step
             self.best = self.trainer.values()
+        if not scheduled:
+            return
+        if state.plateau_bpc is None or bpc < state.plateau_bpc:
+            state.plateau_bpc, state.stale = bpc, 0
             return
         state.stale += 1
         o = self.cfg.optim
