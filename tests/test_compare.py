@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_cli import TINY, run_cli
+from test_cli import TINY, digest, run_cli
 
 
 @pytest.fixture
@@ -46,6 +46,15 @@ def test_compare_writes_the_table_and_figures_and_stores_what_it_computed(two_ru
     assert len(stored) == 4
     assert run_cli(capsys, *argv)[0] == 0
     assert {p: p.stat().st_mtime_ns for run in two_runs for p in run.glob("*/step*.json")} == stored
+    assert [r["params_step"] for r in rows] == [20, 20]
+    # With --checkpoint best, each run is scored with the parameters of its best evaluation.
+    code, _, err = run_cli(capsys, *argv[:3], "--out", tmp_path / "best", "--positions", 50, "--max-context", 64,
+                           "--checkpoint", "best")
+    assert code == 0, err
+    for r, run_dir in zip(json.loads((tmp_path / "best" / "compare.json").read_text())["runs"], two_runs):
+        evaluated = json.loads(run_cli(capsys, "eval", run_dir, "--json", "--checkpoint", "best")[1])
+        assert r["params_step"] == evaluated["step"] == digest(capsys, run_dir)["best_step"]
+        assert r["bpc"] == pytest.approx(evaluated["bpc"])
 
 
 def test_compare_refuses_unclear_labels(two_runs, tmp_path, capsys):

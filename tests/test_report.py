@@ -15,7 +15,7 @@ from longmem.nets import lstm
 from longmem.ngram import KneserNey
 from longmem.sample import Predictor
 from conftest import write_small_text
-from test_cli import TINY, run_cli
+from test_cli import TINY, digest, run_cli
 
 SECTIONS = ["summary", "surprise", "cells", "gates", "errors", "memory", "tracks", "graph"]
 
@@ -111,6 +111,10 @@ def test_report_end_to_end(reported, tmp_path, capsys):
     assert run_cli(capsys, "report", run_dir, "--chars", 100, "-o", tmp_path / "again.html")[0] == 0
     memory = re.search(r'<section id="memory">(.*?)</section>', (tmp_path / "again.html").read_text(), re.S)
     assert "<img" in memory.group(1) and "longmem memory" not in memory.group(1)
+    assert "<tr><td>parameters of step</td><td>20</td></tr>" in page
+    best = digest(capsys, run_dir)["best_step"]
+    assert run_cli(capsys, "report", run_dir, "--chars", 50, "--checkpoint", "best", "-o", tmp_path / "best.html")[0] == 0
+    assert f"<tr><td>parameters of step</td><td>{best}</td></tr>" in (tmp_path / "best.html").read_text()
 
 
 def test_report_refuses_what_it_cannot_read(tmp_path, small_text, capsys):

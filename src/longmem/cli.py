@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _curve_args(compare)
     compare.add_argument("--backend", choices=engine.BACKENDS, default=None,
                          help="execution backend (default: each run's)")
+    _checkpoint_arg(compare)
     compare.set_defaults(func=cmd_compare)
 
     compress = commands.add_parser(
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "saturation, bits per character by character class against n-gram baselines, the memory curve "
         "when `longmem memory` has measured it, and every tracked value.", **shown,
     )
-    _run_arg(report)
+    _run_arg(report, which=True)
     report.add_argument("-o", "--out", help="the HTML file to write (default: DIR/report.html)")
     report.add_argument("--text", help="read this UTF-8 file instead of the run's test split")
     report.add_argument("--chars", type=int, default=3000, help="characters of the passage read at full resolution")
@@ -256,9 +257,13 @@ def _run_arg(parser: argparse.ArgumentParser, which: bool = False) -> None:
     parser.add_argument("run_dir", metavar="DIR", help="run directory")
     parser.add_argument("--backend", choices=engine.BACKENDS, default=None, help="execution backend (default: the run's)")
     if which:
-        parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
-                            help="the parameters of the newest checkpoint, or of the run's best "
-                            "evaluation on held-out text (early stopping)")
+        _checkpoint_arg(parser)
+
+
+def _checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                        help="the parameters of the newest checkpoint, or of the run's best "
+                        "evaluation on held-out text (early stopping)")
 
 
 def cmd_train(args) -> None:
@@ -382,7 +387,8 @@ def cmd_compare(args) -> None:
     if len(set(labels)) != len(labels):
         raise UserError("give each run its own label (--names): two have the same folder name")
     ks = memory.contexts(args.max_context)
-    for path in compare.compare(runs, labels, Path(args.out), args.backend, args.positions, ks, args.seed):
+    for path in compare.compare(runs, labels, Path(args.out), args.backend, args.positions, ks, args.seed,
+                                best=args.checkpoint == "best"):
         print(path)
     print((Path(args.out) / "compare.md").read_text(), end="")
 
@@ -461,7 +467,7 @@ def cmd_report(args) -> None:
 
     run = RunDir(args.run_dir)
     print(report.build(run, Path(args.out) if args.out else run.path / "report.html", args.text, args.chars,
-                       args.backend))
+                       args.backend, best=args.checkpoint == "best"))
 
 
 def cmd_graph(args) -> None:

@@ -22,7 +22,8 @@ from longmem.sample import heldout, heldout_eval, open_run
 COLUMNS = [  # key, heading, format
     ("run", "run", "{}"), ("model", "model", "{}"), ("params", "parameters", "{:,}"),
     ("steps", "steps", "{:,}"), ("chars_seen", "characters seen", "{:,}"),
-    ("train_minutes", "training minutes", "{:.1f}"), ("bpc", "held-out bpc", "{:.3f}"),
+    ("train_minutes", "training minutes", "{:.1f}"), ("params_step", "scored step", "{:,}"),
+    ("bpc", "held-out bpc", "{:.3f}"),
     ("accuracy", "accuracy", "{:.1%}"), ("best_val_bpc", "best validation bpc", "{:.3f}"),
     ("best_val_minutes", "at minute", "{:.1f}"), ("memory_length", "memory length", "{}"),
     ("long_context_gain", "long-context gain", "{:.3f}"), ("chars_per_s", "training chars/s", "{:,.0f}"),
@@ -30,9 +31,10 @@ COLUMNS = [  # key, heading, format
 
 
 def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[int],
-        seed: int, val: dict[str, np.ndarray]) -> tuple[dict, memory.Curve]:
-    """What the table says of one run, and its memory curve (test split, default contexts)."""
-    snap, predictor = open_run(run, backend)
+        seed: int, val: dict[str, np.ndarray], best: bool = False) -> tuple[dict, memory.Curve]:
+    """What the table says of one run (of its newest parameters, or with `best` those of
+    its best evaluation), and its memory curve (test split, default contexts)."""
+    snap, predictor = open_run(run, backend, best)
     codes, _ = heldout(run, snap)
     state, t = snap.meta["state"], snap.config.train
     found = heldout_eval(run, snap, predictor, codes)
@@ -42,7 +44,7 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
     return {
         "run": label, "model": snap.config.model.model,
         "params": int(sum(a.size for a in snap.params.values())),
-        "steps": state["step"], "chars_seen": state["step"] * t.batch * t.seq,
+        "steps": state["step"], "params_step": snap.step, "chars_seen": state["step"] * t.batch * t.seq,
         "train_minutes": state["elapsed"] / 60, "bpc": found["bpc"], "accuracy": found["accuracy"],
         "best_val_bpc": None if best is None else float(val["bpc"][best]),
         "best_val_minutes": None if best is None or np.isnan(val["minutes"][best]) else float(val["minutes"][best]),
@@ -64,14 +66,14 @@ def markdown(rows: list[dict]) -> str:
 
 
 def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | None = None,
-            positions: int = 2000, ks: list[int] | None = None, seed: int = 0) -> list[Path]:
+            positions: int = 2000, ks: list[int] | None = None, seed: int = 0, best: bool = False) -> list[Path]:
     """Write compare.md, compare.json and the figures into `out`; return their paths."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
     rows, curves, val = [], {}, {}
     for run, label in zip(runs, labels):
         val[label] = validation(run)
-        r, curves[label] = row(run, label, backend, positions, ks or memory.contexts(1024), seed, val[label])
+        r, curves[label] = row(run, label, backend, positions, ks or memory.contexts(1024), seed, val[label], best)
         rows.append(r)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "compare.md", out / "compare.json"]

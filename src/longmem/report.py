@@ -120,12 +120,14 @@ def classes(text: str) -> np.ndarray:
 # --- the page -------------------------------------------------------------------------------
 
 
-def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, backend: str | None = None) -> Path:
-    """Write the report of `run` to `out` (whole or not at all); return `out`."""
+def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, backend: str | None = None,
+          best: bool = False) -> Path:
+    """Write the report of `run` to `out` (whole or not at all), of its newest parameters or
+    (`best`) those of its best evaluation; return `out`."""
     if chars < 2:
         raise UserError("--chars must be at least 2")
     started = time.perf_counter()
-    snap, predictor = open_run(run, backend)
+    snap, predictor = open_run(run, backend, best)
     if not predictor.net.BITS:
         raise UserError(f"{run.path} is a {snap.config.model.model} run; a report reads models of text")
     codes, what = heldout(run, snap, text)
@@ -216,6 +218,7 @@ def _summary(run: RunDir, snap, evaluated: dict, what: str) -> str:
     params = int(sum(a.size for a in snap.params.values()))
     rows = [["model", cfg.model.model], ["layers x cells", f"{cfg.model.layers} x {cfg.model.hidden}"],
             ["parameters", f"{params:,}"], ["steps", f"{state['step']:,}"],
+            ["parameters of step", f"{snap.step:,}"],
             ["characters seen", f"{state['step'] * t.batch * t.seq:,}"],
             ["training minutes", f"{state.get('elapsed', 0) / 60:.1f}"],
             [f"bits per character ({what})", f"{evaluated['bpc']:.3f}"],
