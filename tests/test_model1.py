@@ -80,7 +80,7 @@ def test_model1_runs_on_a_base_run_in_the_original_order_and_survives_kills(tmp_
     base = tmp_path / "base"
     assert run_cli(capsys, "train", "--text", small_text, "--run-dir", base, "--steps", 10, *TINY)[0] == 0
     flags = ["--text", small_text, "--model", "model1", "--base", base, "--stage2-steps", 40,
-             "--track", "out.b", "stage2.p", "--track-every", 1, *KILL_FLAGS, *TINY]
+             "--track", "out.b", "stage2.p", "--track-every", 1, *KILL_FLAGS, *TINY, "--sample-every", 0]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     # Stage 1 is the base run's LSTM, untouched; the base's digest is recorded.
     saved = json.loads((whole / "config.json").read_text())["config"]["model"]
