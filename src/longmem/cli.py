@@ -300,12 +300,10 @@ def _heldout(args, snap) -> tuple[np.ndarray, str]:
 
 
 def cmd_eval(args) -> None:
-    from longmem.sample import streams
-
     snap, predictor = _load(args)
     codes, what = _heldout(args, snap)
     t = snap.config.train
-    result = predictor.evaluate(codes, streams(len(codes), t.batch), t.seq)
+    result = predictor.evaluate_heldout(codes, t.batch, t.seq)
     if args.json:
         print(json.dumps(result.to_dict() | {"text": what, "step": snap.step}))
     else:

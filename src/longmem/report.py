@@ -25,7 +25,7 @@ from longmem.errors import UserError
 from longmem.files import atomic_write
 from longmem.ngram import KneserNey
 from longmem.rundir import RunDir
-from longmem.sample import heldout, heldout_eval, open_run, streams
+from longmem.sample import heldout, heldout_eval, open_run
 
 SATURATED = 0.1  # a gate below this is left-saturated, above 1 - this right-saturated
 NGRAM_ORDERS = (3, 5)
@@ -132,7 +132,7 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
         raise UserError(f"{run.path} is a {snap.config.model.model} run; a report reads models of text")
     codes, what = heldout(run, snap, text)
     evaluated = heldout_eval(run, snap, predictor, codes) if text is None else \
-        predictor.evaluate(codes, streams(len(codes), snap.config.train.batch), snap.config.train.seq).to_dict()
+        predictor.evaluate_heldout(codes, snap.config.train.batch, snap.config.train.seq).to_dict()
     passage = codes[: chars + 1]
     log_p, internals = predictor.inside(passage, snap.config.train.seq)
     passage_text = snap.vocab.decode(passage)

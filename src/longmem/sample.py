@@ -72,9 +72,8 @@ def heldout_eval(run, snap, predictor: Predictor, codes: np.ndarray, split: str 
     """bpc and accuracy of the checkpoint on a split of the run's text (`codes`),
     stored in the run (eval/) and read from there when computed before."""
     t = snap.config.train
-    batch = streams(len(codes), t.batch)
-    key = {"step": snap.step, "split": split, "streams": batch}
-    return run.cached("eval", key, lambda: predictor.evaluate(codes, batch, t.seq).to_dict())
+    key = {"step": snap.step, "split": split, "streams": streams(len(codes), t.batch)}
+    return run.cached("eval", key, lambda: predictor.evaluate_heldout(codes, t.batch, t.seq).to_dict())
 
 
 class Predictor:
@@ -178,6 +177,11 @@ class Predictor:
             chars=int(lp.size),
             guesses=guess.reshape(-1) if guesses else None,
         )
+
+    def evaluate_heldout(self, codes: np.ndarray, batch: int, seq: int) -> EvalResult:
+        """`evaluate` held-out text as at most `batch` streams of at least STREAM_CHARS
+        characters each (see `streams`)."""
+        return self.evaluate(codes, streams(len(codes), batch), seq)
 
     def scores(self, codes: np.ndarray, batch: int, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per predicted character, read as in `evaluate`: log p of the target,

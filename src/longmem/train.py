@@ -27,7 +27,7 @@ from longmem.files import fsync
 from longmem.nets import NETS
 from longmem.progress import Progress
 from longmem.rundir import RunDir
-from longmem.sample import Predictor, streams
+from longmem.sample import Predictor
 
 
 @dataclass
@@ -317,7 +317,7 @@ class Loop:
         split = t.eval_split
         held = self.splits[split][: t.eval_chars]
         if evaluate and len(held) >= 2:
-            result = self.trainer.predictor.evaluate(held, streams(len(held), t.batch), t.seq)
+            result = self.trainer.predictor.evaluate_heldout(held, t.batch, t.seq)
             record |= {f"{split}_bpc": result.bpc, f"{split}_accuracy": result.accuracy}
             self.judge(state, result.bpc, scheduled=state.step % t.eval_every == 0)
         steps, seconds = self.since_log
