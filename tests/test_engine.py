@@ -37,3 +37,34 @@ def test_compiled_programs_are_kept_between_commands(tmp_path, small_text):
                     str(tmp_path / "r"), *map(str, TINY), "--steps", "3"], env=env, check=True,
                    capture_output=True)
     assert any((tmp_path / "cache" / "jax").iterdir())
+
+
+TEMPORARIES = """
+import resource, sys
+if sys.argv[1] == "configured":
+    from longmem import engine
+    engine.configure("jax", "cpu")
+import jax, jax.numpy as jnp
+# a recurrence whose 64 outputs (64 MB) are stacked and summed: XLA's temporaries
+f = jax.jit(lambda a, b: jax.lax.scan(lambda c, x: (c, jnp.tanh(x @ b)), 0.0, a)[1].sum(0))
+a, b = jnp.ones((64, 64, 64)), jnp.ones((64, 4096))
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    f(a, b).block_until_ready()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""),
+                    reason="glibc's malloc")
+@pytest.mark.parametrize("how, user, reused", [
+    ("configured", {}, True),
+    ("plain", {}, False),  # the faults the setting saves: without it every call maps the block afresh
+    ("configured", {"MALLOC_ARENA_MAX": "8"}, False),  # the user's own malloc settings win
+])
+def test_large_temporaries_are_reused_between_calls(how, user, reused):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", TEMPORARIES, how], env={**env, **user}, check=True,
+                         capture_output=True, text=True).stdout
+    faults = int(out.split()[-1])  # a fresh 64 MB block faults in 16,384 pages of 4 KB
+    assert faults < 2000 if reused else faults > 10000, faults
