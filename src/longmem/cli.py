@@ -509,7 +509,7 @@ def cmd_inspect(args) -> None:
     from longmem import checkpoint
     from longmem.rundir import load
 
-    from longmem.train import finished
+    from longmem.train import TrainState, finished, learning_rate
 
     snap = load(RunDir(args.run_dir))
     state = snap.meta["state"]
@@ -520,6 +520,7 @@ def cmd_inspect(args) -> None:
         "checkpoint": snap.path.name,
         "best_step": state.get("best_step"),
         "best_bpc": state.get("best_bpc"),
+        "lr": learning_rate(snap.config.optim, TrainState.from_meta(state, str(snap.path))),
         "params": int(sum(a.size for a in snap.params.values())),
         "digest": checkpoint.digest(snap.params),
         "vocab_size": len(snap.vocab),
@@ -530,6 +531,7 @@ def cmd_inspect(args) -> None:
         return
     print(f"run         {args.run_dir}")
     print(f"step        {report['step']} (epoch {report['epoch']}, {report['checkpoint']})")
+    print(f"lr          {report['lr']:.4g} for the next step")
     if report["best_step"] is not None:
         print(f"best        step {report['best_step']}: {report['best_bpc']:.3f} bits/char on "
               f"{snap.config.train.eval_split} (longmem eval --checkpoint best)")

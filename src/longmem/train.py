@@ -20,7 +20,7 @@ import pytensor.tensor as pt
 
 from longmem import checkpoint, dropout, engine, optim, track
 from longmem.batches import Cursor, Streams
-from longmem.config import RunConfig
+from longmem.config import OptimConfig, RunConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.files import fsync
@@ -74,6 +74,12 @@ def streams_mesh(t):
     if mesh is not None and t.batch % mesh.size:
         raise UserError(f"--batch {t.batch} cannot be split evenly over {mesh.size} devices")
     return mesh
+
+
+def learning_rate(o: OptimConfig, state: TrainState) -> float:
+    """The learning rate of the next step: --lr, decayed every --lr-decay-every steps
+    and at every plateau of the held-out loss."""
+    return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
 
 
 class Trainer:
@@ -138,10 +144,7 @@ class Trainer:
         return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
 
     def lr(self, state: TrainState) -> float:
-        """The learning rate of the next step: --lr, decayed every --lr-decay-every steps
-        and at every plateau of the held-out loss."""
-        o = self.cfg.optim
-        return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
+        return learning_rate(self.cfg.optim, state)
 
     def values(self) -> dict[str, np.ndarray]:
         """The parameters' values now, on the host."""

@@ -32,7 +32,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
-from longmem.nets.lstm import log_probs
+from longmem.nets.lstm import log_probs, project
 from longmem.nets.protocol import Diagram, Forward
 
 EXPLODES = 3.0
@@ -132,12 +132,12 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     H = params["hm.0.U"].type.shape[0]
     hs = pt.specify_shape(hs, (T, L, B, H))
     flat = hs.dimshuffle(0, 2, 1, 3).reshape((T, B, L * H))
-    gates = pt.sigmoid(flat @ params["out.gate"])  # (T, B, L)
-    e = sum(gates[:, :, layer, None] * (hs[:, layer] @ params[f"hm.{layer}.E"]) for layer in range(L))
+    gates = pt.sigmoid(project(flat, params["out.gate"]))  # (T, B, L)
+    e = sum(gates[:, :, layer, None] * project(hs[:, layer], params[f"hm.{layer}.E"]) for layer in range(L))
     e = pt.maximum(e, 0)
     if masks:
         e = e * masks["out.dropout"]
-    logits = e @ params["out.W"] + params["out.b"]
+    logits = project(e, params["out.W"]) + params["out.b"]
     internals = {}
     for layer in range(L):
         internals[f"hm.{layer}.h"] = hs[:, layer]

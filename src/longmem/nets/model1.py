@@ -27,7 +27,7 @@ from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
 from longmem.errors import UserError
-from longmem.nets.lstm import layer, log_probs
+from longmem.nets.lstm import layer, log_probs, project
 from longmem.nets.protocol import Diagram, Forward
 
 EXPLODES = 3.0
@@ -103,14 +103,14 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
                         p["stage1.Wh"], T, B)
     cs1 = zero_grad(cs1)  # stage 1 is frozen
     delta = cs1 - pt.concatenate([state["stage1.c"][0][None], cs1[:-1]], axis=0)  # (T, B, H1)
-    xp2 = p["stage2.Wx"][x] + delta @ p["stage2.Wd"] + p["stage2.b"]
+    xp2 = p["stage2.Wx"][x] + project(delta, p["stage2.Wd"]) + p["stage2.b"]
     hs2, cs2, _ = layer(xp2, state["stage2.h"][0], state["stage2.c"][0], p["stage2.Wh"], T, B)
-    pred = hs2 @ p["stage2.P"] + p["stage2.p"]  # (T, B, H1): predicts delta(t + 1)
+    pred = project(hs2, p["stage2.P"]) + p["stage2.p"]  # (T, B, H1): predicts delta(t + 1)
     err = 0.5 * ((pred[:-1] - delta[1:]) ** 2).sum(axis=-1).mean() if T > 1 else pt.constant(np.float32(0))
-    xp3 = p["stage3.Wx"][x] + zero_grad(pred) @ p["stage3.Wp"] + p["stage3.b"]
+    xp3 = p["stage3.Wx"][x] + project(zero_grad(pred), p["stage3.Wp"]) + p["stage3.b"]
     hs3, cs3, _ = layer(xp3, state["stage3.h"][0], state["stage3.c"][0], p["stage3.Wh"], T, B)
     out = hs3 * masks["stage3.dropout"] if masks else hs3
-    logits = _scaled(out @ p["out.W"] + p["out.b"], learns["stage3"])
+    logits = _scaled(project(out, p["out.W"]) + p["out.b"], learns["stage3"])
     new = {}
     for stage, hs, cs in zip(STAGES, (hs1, hs2, hs3), (cs1, cs2, cs3)):
         new |= {f"{stage}.h": hs[-1][None], f"{stage}.c": cs[-1][None]}

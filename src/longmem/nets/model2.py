@@ -25,7 +25,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
-from longmem.nets.lstm import log_probs
+from longmem.nets.lstm import log_probs, project
 from longmem.nets.protocol import Diagram, Forward
 
 EXPLODES = 3.0
@@ -106,7 +106,7 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     ha, ca, u, dc = (pt.specify_shape(v, (T, B, A)) for v in (ha, ca, u, dc))
     hb, cb = (pt.specify_shape(v, (T, B, Bc)) for v in (hb, cb))
     out = ha * masks["a.dropout"] if masks else ha
-    logits = out @ params["out.W"] + params["out.b"]
+    logits = project(out, params["out.W"]) + params["out.b"]
     # u(t) predicts dc(t + 1): the window's last u has no target yet.
     b_loss = 0.5 * ((u[:-1] - dc[1:]) ** 2).sum(axis=-1).mean() if T > 1 else pt.constant(np.float32(0))
     new = {name: v[-1][None] for name, v in zip(STATE, (ha, ca, hb, cb, u))}
