@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from throughput import V, longmem_step, time_alternately, torch_step
+from throughput import V, Peer, time_alternately
 
 TOLERANCE = 1e-3  # relative, on the training loss after a few logged steps
 
@@ -46,6 +46,9 @@ def main() -> int:
     parser.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
                         help="cpu: a dry run of this script where there is no GPU")
     args = parser.parse_args()
+    # This process, the training runs and the timed peers share the GPU: none may
+    # take most of its memory up front, as JAX does by default.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     try:
@@ -62,9 +65,6 @@ def main() -> int:
     print(f"training loss, GPU against CPU from one seed, {args.steps} steps: largest relative "
           f"difference {worst:.2e} ({'agree' if agree else 'DIFFER'}, tolerance {TOLERANCE:g})")
 
-    from longmem import engine
-
-    mode = engine.configure("jax", args.device)
     try:
         import torch
 
@@ -76,12 +76,13 @@ def main() -> int:
     print(f"{'B':>5} {'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10}")
     for B in args.batch:
         for H in args.hidden:
-            step, compile_s = longmem_step(H, B, args.seq, mode)
-            steps = {"longmem": step}
+            peers = {"longmem": Peer("longmem", H, B, args.seq, args.device)}
             if peer:
-                torch_fn, _ = torch_step(H, B, args.seq, "cuda")
-                steps["torch"] = torch_fn
-            seconds = time_alternately(steps, 20, 5)
+                peers["torch"] = Peer("torch", H, B, args.seq, args.device)
+            seconds = time_alternately(peers, 20, 5)
+            compile_s = float(peers["longmem"].info)
+            for each in peers.values():
+                each.close()
             ours = B * args.seq / seconds["longmem"]
             theirs = B * args.seq / seconds["torch"] if peer else np.nan
             print(f"{B:>5} {H:>5} {ours:>10.0f} {theirs:>10.0f} {ours / theirs:>6.2f} {compile_s:>10.1f}")

@@ -3,7 +3,9 @@
 
 The step: both train the same network (one-hot input of V symbols, one LSTM
 layer of H cells, softmax over V) with the same RMSprop update and gradient
-clipping, timed in alternating blocks in one process.
+clipping. Each peer runs in a process of its own, as its users run it, and
+the peers time blocks of steps in turn, so that a slow spell of a shared
+machine hits them alike.
 
 End to end: `longmem train` with its defaults (dropout 0.3 on the LSTM's
 output and 0.3 on its recurrent weights, RMSprop, clipping 5, B=128, T=64) on
@@ -14,8 +16,14 @@ the same B and T, the loss read every step as longmem does). Each figure is
 the difference between a long and a short run of the real program, so
 start-up and compiling cancel; evaluation, samples and checkpoints are left
 out of both (--eval-every, --sample-every, --checkpoint-every-steps past the
-end), so what is compared is training. Rounds alternate the two programs and
+end), so what is compared is training. Rounds alternate the programs and
 the median is reported.
+
+longmem sets glibc's malloc up so that large freed blocks are reused (see
+`engine._reuse_freed_memory`); a plain PyTorch program does not, and loses
+much of its speed to page faults too. Both tables therefore show two torch
+peers: "torch", the program as written, and "torch*", the same with the same
+malloc settings given through the environment.
 
     pip install -e ".[bench]"
     python benchmarks/throughput.py [--hidden 256 512] [--rounds 3] [--no-end-to-end]
@@ -42,21 +50,60 @@ from longmem.nets import lstm
 from longmem.train import Trainer
 
 V = 100
+# glibc's malloc set up through the environment as longmem sets it up in-process
+TUNED = {variable: str(value) for _, variable, value in engine.MALLOC}
+TUNED_TEXT = " ".join(f"{k}={v}" for k, v in TUNED.items())
 
 
-def time_alternately(steps: dict, n: int, repeats: int) -> dict[str, float]:
-    """Median seconds per step of each function, timed in alternating blocks of n
-    steps so that a slow spell of a shared machine hits both alike."""
-    times = {name: [] for name in steps}
-    for step in steps.values():
-        step()  # warm up
+class Peer:
+    """One trainer in a process of its own, timing blocks of steps when asked: each
+    peer runs as its users run it (longmem sets glibc's malloc up as `longmem
+    train` does; a plain PyTorch program does not), and the blocks alternate so
+    that a slow spell of a shared machine hits every peer alike."""
+
+    def __init__(self, kind: str, H: int, B: int, T: int, *flags: str, env: dict | None = None):
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--peer", kind, "--hidden", str(H), "--batch", str(B), "--seq", str(T),
+             *flags],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
+        self.info = self.process.stdout.readline().strip()  # after compiling and one warm-up step
+        if not self.info:
+            raise SystemExit(f"the {kind} peer did not start")
+
+    def block(self, n: int) -> float:
+        """Seconds per step over n steps."""
+        self.process.stdin.write(f"{n}\n")
+        self.process.stdin.flush()
+        return float(self.process.stdout.readline()) / n
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def time_alternately(peers: dict, n: int, repeats: int) -> dict[str, float]:
+    """Median seconds per step of each peer, timed in alternating blocks of n steps."""
+    times = {name: [] for name in peers}
     for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(n):
-                step()
-            times[name].append((time.perf_counter() - start) / n)
+        for name, peer in peers.items():
+            times[name].append(peer.block(n))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def serve(kind: str, H: int, B: int, T: int, device: str, backend: str) -> None:
+    """Be a peer: build the step and tell what it cost (compile seconds, or torch's
+    threads), then time blocks of steps, their sizes read from stdin."""
+    if kind == "torch":
+        step, info = torch_step(H, B, T, "cuda" if device == "gpu" else "cpu")
+    else:
+        mode = engine.configure(backend, device)
+        step, info = longmem_step(H, B, T, mode, *((0.3, 0.3) if kind == "longmem-dropout" else ()))
+    print(info, flush=True)
+    for line in sys.stdin:
+        start = time.perf_counter()
+        for _ in range(int(line)):
+            step()
+        print(time.perf_counter() - start, flush=True)
 
 
 def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0, weight_drop: float = 0.0):
@@ -81,7 +128,7 @@ def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0, weight
         float(values["loss"])  # wait for the result
 
     step()
-    return step, time.perf_counter() - start
+    return step, f"{time.perf_counter() - start:.1f}"
 
 
 def torch_step(H: int, B: int, T: int, device: str = "cpu"):
@@ -106,7 +153,8 @@ def torch_step(H: int, B: int, T: int, device: str = "cpu"):
         state["h"], state["c"] = h.detach(), c.detach()
         loss.item()
 
-    return step, torch.get_num_threads()
+    step()
+    return step, str(torch.get_num_threads())
 
 
 def torch_train(steps: int, H: int, B: int, T: int, dropout: float, weight_drop: float) -> None:
@@ -152,10 +200,11 @@ def end_to_end(H: int, rounds: int, short: int, long: int) -> dict[str, float]:
                    [sys.executable, __file__, "--torch-train", str(steps), "--hidden", str(H)])
             started = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env=dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src")))
+                           env=dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src"),
+                                    **(TUNED if program == "torch*" else {})))
             return time.perf_counter() - started
 
-    speeds = {"longmem": [], "torch": []}
+    speeds = {"longmem": [], "torch": [], "torch*": []}
     for _ in range(rounds):
         for program in speeds:
             speeds[program].append((long - short) * 128 * 64 / (seconds(program, long) - seconds(program, short)))
@@ -175,31 +224,40 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=130, help="end to end: steps of the long runs")
     parser.add_argument("--no-end-to-end", action="store_true", help="time the step alone")
     parser.add_argument("--torch-train", type=int, metavar="STEPS", help=argparse.SUPPRESS)
+    parser.add_argument("--peer", choices=["longmem", "longmem-dropout", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_train is not None:  # the peer of an end-to-end round
         return torch_train(args.torch_train, args.hidden[0], 128, 64, 0.3, 0.3)
-    mode = engine.configure(args.backend, "cpu")
+    if args.peer:
+        return serve(args.peer, args.hidden[0], args.batch, args.seq, args.device, args.backend)
     B, T = args.batch, args.seq
-    print(f"training step, B={B} T={T} V={V}, RMSprop + clipping; characters per second")
-    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10} {'longmem, both dropouts 0.3':>27}")
+    print(f"training step, B={B} T={T} V={V}, RMSprop + clipping; characters per second. torch: a plain "
+          f"PyTorch program; torch*: the same with glibc's malloc set up as longmem sets it up ({TUNED_TEXT})")
+    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'torch*':>10} {'ratio*':>6} {'compile s':>10} "
+          f"{'longmem, both dropouts 0.3':>27}")
     for H in args.hidden:
-        step, compile_s = longmem_step(H, B, T, mode)
-        dropped, _ = longmem_step(H, B, T, mode, dropout=0.3, weight_drop=0.3)
-        peer_step, threads = torch_step(H, B, T)
-        seconds = time_alternately({"longmem": step, "torch": peer_step, "dropout": dropped},
-                                   args.steps, args.repeats)
-        ours, peer, masked = (B * T / seconds[k] for k in ("longmem", "torch", "dropout"))
-        print(f"{H:>5} {ours:>10.0f} {peer:>10.0f} {ours / peer:>6.2f} {compile_s:>10.1f} {masked:>27.0f}")
+        peers = {"longmem": Peer("longmem", H, B, T, "--backend", args.backend),
+                 "torch": Peer("torch", H, B, T), "torch*": Peer("torch", H, B, T, env=TUNED),
+                 "dropout": Peer("longmem-dropout", H, B, T, "--backend", args.backend)}
+        seconds = time_alternately(peers, args.steps, args.repeats)
+        ours, peer, tuned, masked = (B * T / seconds[k] for k in ("longmem", "torch", "torch*", "dropout"))
+        print(f"{H:>5} {ours:>10.0f} {peer:>10.0f} {ours / peer:>6.2f} {tuned:>10.0f} {ours / tuned:>6.2f} "
+              f"{float(peers['longmem'].info):>10.1f} {masked:>27.0f}")
+        threads = peers["torch"].info
+        for each in peers.values():
+            each.close()
     print(f"(longmem backend {args.backend}; torch {threads} threads)")
     if args.no_end_to_end:
         return
     print(f"\nlongmem train end to end (defaults: dropout 0.3, weight drop 0.3, B=128, T=64) against plain PyTorch, "
           f"steps {args.short}..{args.long}, median of {args.rounds} alternating rounds; characters per second")
-    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6}")
+    print(f"{'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'torch*':>10} {'ratio*':>6}")
     for H in args.hidden:
         speeds = end_to_end(H, args.rounds, args.short, args.long)
-        print(f"{H:>5} {speeds['longmem']:>10.0f} {speeds['torch']:>10.0f} {speeds['longmem'] / speeds['torch']:>6.2f}")
-
+        ours = speeds["longmem"]
+        print(f"{H:>5} {ours:>10.0f} {speeds['torch']:>10.0f} {ours / speeds['torch']:>6.2f} "
+              f"{speeds['torch*']:>10.0f} {ours / speeds['torch*']:>6.2f}")
 
 if __name__ == "__main__":
     main()
