@@ -76,9 +76,9 @@ def main() -> int:
     print(f"{'B':>5} {'H':>5} {'longmem':>10} {'torch':>10} {'ratio':>6} {'compile s':>10}")
     for B in args.batch:
         for H in args.hidden:
-            peers = {"longmem": Peer("longmem", H, B, args.seq, args.device)}
+            peers = {"longmem": Peer("longmem", H, B, args.seq, "--device", args.device)}
             if peer:
-                peers["torch"] = Peer("torch", H, B, args.seq, args.device)
+                peers["torch"] = Peer("torch", H, B, args.seq, "--device", args.device)
             seconds = time_alternately(peers, 20, 5)
             compile_s = float(peers["longmem"].info)
             for each in peers.values():
