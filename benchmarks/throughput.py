@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed block")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks of each")
     parser.add_argument("--backend", default="jax", choices=engine.BACKENDS)
     parser.add_argument("--rounds", type=int, default=3, help="end to end: alternating rounds")
