@@ -97,7 +97,9 @@ def serve(kind: str, H: int, B: int, T: int, device: str, backend: str) -> None:
         step, info = torch_step(H, B, T, "cuda" if device == "gpu" else "cpu")
     else:
         mode = engine.configure(backend, device)
-        step, info = longmem_step(H, B, T, mode, *((0.3, 0.3) if kind == "longmem-dropout" else ()))
+        defaults = ModelConfig()  # the dropouts `longmem train` uses unless told otherwise
+        dropouts = (defaults.dropout, defaults.weight_drop) if kind == "longmem-dropout" else ()
+        step, info = longmem_step(H, B, T, mode, *dropouts)
     print(info, flush=True)
     for line in sys.stdin:
         start = time.perf_counter()

@@ -143,9 +143,6 @@ class Trainer:
         out = self.step_fn(x, y, *state.values(), np.float32(lr), np.uint32(step), *scheduled)
         return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
 
-    def lr(self, state: TrainState) -> float:
-        return learning_rate(self.cfg.optim, state)
-
     def values(self) -> dict[str, np.ndarray]:
         """The parameters' values now, on the host."""
         return {k: engine.to_numpy(v.get_value()) for k, v in self.params.items()}
@@ -221,7 +218,7 @@ class Loop:
             done, stopped, _ = self.decide(state, stop, False)
             while not (done or stopped):
                 x, y = self.streams.window(state.cursor.window)
-                lr = trainer.lr(state)
+                lr = learning_rate(trainer.cfg.optim, state)
                 started = time.monotonic()
                 carried, values = trainer.step(x, y, carried, state.step, lr)
                 loss = float(values["loss"])  # waits for the step to finish

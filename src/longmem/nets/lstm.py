@@ -97,10 +97,11 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
         reads = {**grads, **dict(zip(GATES, gates)), "c": pt.concatenate([c0[None], cs], axis=0)}
 
         def step(t, dh_next, dc_next, *values):
-            at = dict(zip(reads, values))
+            *arrays, WhT = values  # scan's non_sequences: the arrays of `reads`, then Wh.T
+            at = dict(zip(reads, arrays))
             given = (at[name][t] if name in at else 0 for name in OUTPUT_GRADS)
             i, f, o, g = (at[gate][t] for gate in GATES)
-            return _backward_gates(*given, i, f, o, g, at["c"][t + 1], at["c"][t], dh_next, dc_next, values[-1])
+            return _backward_gates(*given, i, f, o, g, at["c"][t + 1], at["c"][t], dh_next, dc_next, WhT)
 
         dh0, dc0, dz = pytensor.scan(
             step,
