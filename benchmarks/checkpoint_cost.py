@@ -20,8 +20,9 @@ import numpy as np
 from longmem import checkpoint, engine
 from longmem.config import ModelConfig, RunConfig, TrainConfig
 from longmem.corpus import build_vocab, python_docs, string_chunks
+from longmem.loop import TrainState
 from longmem.nets import lstm
-from longmem.train import Trainer, new_state
+from longmem.step import Trainer
 
 
 def main() -> None:
@@ -34,11 +35,11 @@ def main() -> None:
     mode = engine.configure("jax", "cpu")
     vocab = build_vocab(string_chunks(python_docs()))
     cfg = RunConfig(
-        model=ModelConfig(layers=args.layers, hidden=args.hidden, vocab_size=len(vocab)),
+        model=ModelConfig(layers=args.layers, hidden=args.hidden),
         train=TrainConfig(batch=args.batch),
     )
     trainer = Trainer(cfg, lstm.init_params(cfg.model, len(vocab), np.random.default_rng(0)), mode)
-    state = new_state(cfg)
+    state = TrainState()
     h = np.zeros((args.layers, args.batch, args.hidden), np.float32)
     meta = {"config": cfg.to_dict(), "vocab": vocab.chars, "state": state.to_meta()}
     writes, reads = [], []

@@ -3,13 +3,14 @@
     python benchmarks/compression.py ../shared/data/huck_fin.txt [FILE...] [--builtin] [-- --replay 1]
 
 `--builtin` adds the built-in corpus (the Python reference documentation
-that ships with CPython, about 460 KB, as UTF-8). For each file: longmem compress and decompress (self-contained mode, the
-defaults plus any flags after --), gzip -9, bzip2 -9, xz -9e, zstd -19 and,
-when `7z` is installed, 7-Zip's PPMd (order 16; skipped, saying so, when
-not). Every archive is decompressed and compared with the original. Prints a
-table: size, bits per character of the original, compress and decompress
-KB/s (wall), peak memory (maximum resident set of the child process), and
-whether the round trip was exact. Run it on a quiet machine.
+that ships with CPython, about 460 KB, as UTF-8). For each file: longmem
+compress and decompress (self-contained mode, the defaults plus any flags
+after --), gzip -9, bzip2 -9, xz -9e, zstd -19 and, when `7z` is installed,
+7-Zip's PPMd (order 16; skipped, saying so, when not). Every archive is
+decompressed and compared with the original. Prints a table: size, bits per
+character of the original, compress and decompress KB/s (wall), peak memory
+(maximum resident set of the child process), and whether the round trip was
+exact. Run it on a quiet machine.
 """
 
 from __future__ import annotations

@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from throughput import V, Peer, time_alternately
+from throughput import Peer, V, time_alternately
 
 TOLERANCE = 1e-3  # relative, on the training loss after a few logged steps
 

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem.compare import validation
 from longmem.config import ModelConfig, TrainConfig
 from longmem.corpus import load
 from longmem.nets import NETS
 from longmem.rundir import RunDir
+from longmem.study.compare import validation
 
 
 def count(model: str, vocab: int, **sizes) -> int:
@@ -79,11 +79,11 @@ def steps_of(run: Path) -> int:
 def boundaries(run: Path) -> str:
     """How often each HM-LSTM layer fires on the test split, overall and by the class of
     the character just read (a Markdown table)."""
-    from longmem.report import CLASSES, classes
-    from longmem.sample import heldout, open_run
+    from longmem.predict import heldout_codes, open_run
+    from longmem.study.report import CLASSES, classes
 
     snap, predictor = open_run(RunDir(run))
-    codes, _ = heldout(RunDir(run), snap)
+    codes, _ = heldout_codes(RunDir(run), snap)
     names = [f"hm.{layer}.z" for layer in range(snap.config.model.layers - 1)]
     fired = predictor.trace(codes, snap.config.train.seq, names)
     which = classes(snap.vocab.decode(codes))  # class of character i + 1

@@ -47,7 +47,7 @@ import numpy as np
 from longmem import engine
 from longmem.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from longmem.nets import lstm
-from longmem.train import Trainer
+from longmem.step import Trainer
 
 V = 100
 # glibc's malloc set up through the environment as longmem sets it up in-process
@@ -110,7 +110,7 @@ def serve(kind: str, H: int, B: int, T: int, device: str, backend: str) -> None:
 
 def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0, weight_drop: float = 0.0):
     cfg = RunConfig(
-        model=ModelConfig(hidden=H, vocab_size=V, dropout=dropout, weight_drop=weight_drop),
+        model=ModelConfig(hidden=H, dropout=dropout, weight_drop=weight_drop),
         optim=OptimConfig(optimizer="rmsprop", lr=2e-3, rho=0.95, eps=1e-8, clip=5.0),
         train=TrainConfig(batch=B, seq=T),
     )

@@ -11,13 +11,12 @@ the gate means), in alternating blocks, and prints the slowdown of each.
 from __future__ import annotations
 
 import numpy as np
+from throughput import time_alternately
 
 from longmem import engine, track
 from longmem.config import ModelConfig, RunConfig, TrainConfig
 from longmem.nets import lstm
-from longmem.train import Trainer
-
-from throughput import time_alternately
+from longmem.step import Trainer
 
 HEAVY = ["lstm.0.Wh", "lstm.0.Wh.grad", "lstm.0.Wh.update", "lstm.0.b.ms", "out.W",
          "lstm.0.i", "lstm.0.f", "lstm.0.o", "lstm.0.g", "lstm.0.c"]
@@ -25,7 +24,7 @@ HEAVY = ["lstm.0.Wh", "lstm.0.Wh.grad", "lstm.0.Wh.update", "lstm.0.b.ms", "out.
 
 def step_with(extra: list[str] | None, defaults: tuple, mode: str):
     V, B, T = 100, 128, 64
-    cfg = RunConfig(model=ModelConfig(vocab_size=V, dropout=0.0), train=TrainConfig(batch=B, seq=T, track=extra))
+    cfg = RunConfig(model=ModelConfig(dropout=0.0), train=TrainConfig(batch=B, seq=T, track=extra))
     saved, track.DEFAULTS = track.DEFAULTS, defaults
     try:
         trainer = Trainer(cfg, lstm.init_params(cfg.model, V, np.random.default_rng(0)), mode)

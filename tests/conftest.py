@@ -13,10 +13,10 @@ if _OWN_CACHE:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import numpy as np
-import pytest
+import numpy as np  # noqa: E402 (after the environment above)
+import pytest  # noqa: E402
 
-from longmem import engine
+from longmem import engine  # noqa: E402
 
 SHARED_BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "huck_fin.txt"
 

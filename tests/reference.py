@@ -58,8 +58,10 @@ def hmlstm_forward(params, x, h0, c0, z0, slope=1.0):
             s = bottom + p[f"hm.{l}.b"] + h[l] @ p[f"hm.{l}.U"]
             if l < L - 1:
                 s = s + z[l][:, None] * (h[l + 1] @ p[f"hm.{l}.V"])
-            i, f, o, g = sigmoid(s[:, :H]), sigmoid(s[:, H:2 * H]), sigmoid(s[:, 2 * H:3 * H]), np.tanh(s[:, 3 * H:4 * H])
-            new_z = (np.clip((slope * s[:, 4 * H] + 1) / 2, 0, 1) > 0.5).astype(np.float64) if l < L - 1 else np.zeros(B)
+            i, f, o = sigmoid(s[:, :H]), sigmoid(s[:, H:2 * H]), sigmoid(s[:, 2 * H:3 * H])
+            g = np.tanh(s[:, 3 * H:4 * H])
+            soft = np.clip((slope * s[:, 4 * H] + 1) / 2, 0, 1)
+            new_z = (soft > 0.5).astype(np.float64) if l < L - 1 else np.zeros(B)
             for b in range(B):
                 if z[l, b] == 1:  # FLUSH
                     c[l, b] = i[b] * g[b]

@@ -9,31 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from helpers import TINY, digest, metrics, run_cli
 from longmem import checkpoint
 from longmem.cli import main
-from longmem.sample import STREAM_CHARS
+from longmem.predict import STREAM_CHARS
 from reference import lstm_forward
-
-TINY = ["--hidden", "16", "--batch", "4", "--seq", "8", "--log-every", "5", "--eval-every", "10",
-        "--sample-every", "10", "--sample-length", "20"]
-TIMING = {"chars_per_s", "elapsed", "train_seconds"}
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def metrics(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
-
-
-def digest(capsys, run_dir):
-    code, out, _ = run_cli(capsys, "inspect", run_dir, "--json")
-    assert code == 0
-    return json.loads(out)
 
 
 @pytest.fixture

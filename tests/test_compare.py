@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_cli import TINY, digest, run_cli
+from helpers import TINY, digest, run_cli
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ import zlib
 import numpy as np
 import pytest
 
+from helpers import TINY, run_cli
 from longmem import compress as lmz
-from longmem import mixing
-from test_cli import TINY, run_cli
+from longmem.compress import archive as lmz_format
+from longmem.compress import mixing
+from longmem.config import CompressConfig
 
 SMALL = ["--segments", 4, "--window", 8, "--hidden", 16, "--quiet"]  # tiny and quick
 
@@ -40,7 +42,7 @@ def test_round_trips_exactly(tmp_path, capsys, data):
     archive = roundtrip(tmp_path, capsys, data)
     header, _ = lmz.unpack(archive.read_bytes())
     assert header["length"] == len(data) and header["sha256"] == hashlib.sha256(data).hexdigest()
-    assert header["settings"] == lmz.Settings(segments=4, window=8, hidden=16)
+    assert header["settings"] == CompressConfig(segments=4, window=8, hidden=16)
 
 
 def test_a_text_longer_than_a_window_per_segment_compresses(tmp_path, capsys, small_text):
@@ -167,15 +169,15 @@ def test_the_context_models_help_and_can_be_left_out(tmp_path, capsys, small_tex
     mixed = roundtrip(tmp_path, capsys, data, "--lr", 0.01, name="mixed.txt")
     alone = roundtrip(tmp_path, capsys, data, "--lr", 0.01, "--orders", name="alone.txt")
     assert lmz.unpack(alone.read_bytes())[0]["settings"].orders == []
-    assert lmz.unpack(mixed.read_bytes())[0]["settings"].orders == lmz.Settings().orders
+    assert lmz.unpack(mixed.read_bytes())[0]["settings"].orders == CompressConfig().orders
     assert mixed.stat().st_size < 0.8 * alone.stat().st_size
 
 
 def test_archives_of_format_1_decode_without_context_models(monkeypatch):
     data = b"an archive from before the context models, " * 10
-    header, payload = lmz.unpack(lmz.compress(data, lmz.Settings(segments=4, window=8, hidden=16, orders=[])))
+    header, payload = lmz.unpack(lmz.compress(data, CompressConfig(segments=4, window=8, hidden=16, orders=[])))
     header["settings"] = {k: v for k, v in dataclasses.asdict(header["settings"]).items() if k != "orders"}
-    monkeypatch.setattr(lmz, "FORMAT", 1)
+    monkeypatch.setattr(lmz_format, "FORMAT", 1)  # pack writes the format it is given
     old = lmz.pack(header, payload)
     monkeypatch.undo()
     assert struct.unpack("<H", old[4:6])[0] == 1

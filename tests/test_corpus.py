@@ -3,13 +3,13 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import SHARED_BOOK
 
 from longmem import corpus
 from longmem.errors import UserError
 
-from conftest import SHARED_BOOK
-
-HEADER = "The Project Gutenberg eBook of Adventures of Huckleberry Finn\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK 76 ***\r\n"
+HEADER = ("The Project Gutenberg eBook of Adventures of Huckleberry Finn\r\n\r\n"
+          "*** START OF THE PROJECT GUTENBERG EBOOK 76 ***\r\n")
 FOOTER = "\r\n*** END OF THE PROJECT GUTENBERG EBOOK 76 ***\r\nLicence text that is not the book.\r\n"
 
 
@@ -85,7 +85,8 @@ def test_split_is_by_position():
 
 
 def test_strip_gutenberg_keeps_only_the_book():
-    assert corpus.strip_gutenberg(HEADER + "CHAPTER I.\r\n\r\nYou don't know\r\n" + FOOTER) == "CHAPTER I.\n\nYou don't know\n"
+    stripped = corpus.strip_gutenberg(HEADER + "CHAPTER I.\r\n\r\nYou don't know\r\n" + FOOTER)
+    assert stripped == "CHAPTER I.\n\nYou don't know\n"
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import KILL_FLAGS, TINY, killed_equals_whole
 from longmem.rundir import RunDir, load
-from test_cli import TINY
-from test_resume import KILL_FLAGS, killed_equals_whole
 
 FLAGS = [*TINY, "--steps", 30, "--checkpoint-every-steps", 10, "--sample-every", 0]
 

@@ -8,8 +8,7 @@ import pytest
 from longmem import dropout, engine
 from longmem.config import ModelConfig, RunConfig, TrainConfig
 from longmem.nets import lstm
-from longmem.train import Trainer
-
+from longmem.step import Trainer
 from reference import lstm_forward, mean_nll
 
 
@@ -52,7 +51,7 @@ def test_training_step_applies_the_masks_of_its_step_number(rng):
     """The loss a training step reports equals NumPy's forward pass with the masks
     keep_numpy gives for that step: each layer's output dropped and scaled."""
     V, T, B, H, p = 7, 5, 3, 6, 0.4
-    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=p, weight_drop=0.0, vocab_size=V),
+    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=p, weight_drop=0.0),
                     train=TrainConfig(batch=B, seq=T, seed=3))
     params = {k: v * 10 for k, v in lstm.init_params(cfg.model, V, rng).items()}  # so that masks matter
     x = rng.integers(0, V, (T, B)).astype(np.int32)
@@ -71,7 +70,7 @@ def test_weight_drop_masks_the_recurrent_weights_of_its_step(rng):
     """With --weight-drop (and no output dropout) the loss is NumPy's forward pass with
     each layer's Wh multiplied by the mask of that step, numbered after the outputs'."""
     V, T, B, H, p = 7, 5, 3, 6, 0.5
-    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=0.0, weight_drop=p, vocab_size=V),
+    cfg = RunConfig(model=ModelConfig(layers=2, hidden=H, dropout=0.0, weight_drop=p),
                     train=TrainConfig(batch=B, seq=T, seed=3))
     params = {k: v * 10 for k, v in lstm.init_params(cfg.model, V, rng).items()}
     x = rng.integers(0, V, (T, B)).astype(np.int32)

@@ -7,9 +7,9 @@ import sys
 import jax
 import pytest
 
+from helpers import TINY, run_cli
 from longmem import engine
 from longmem.errors import UserError
-from test_cli import TINY, run_cli
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from helpers import TINY, run_cli
 from longmem import track
 from longmem.errors import UserError
+from longmem.loop import Loop, TrainState
 from longmem.nets import caesar as caesar_net
 from longmem.nets import lstm
 from longmem.rundir import RunDir
-from longmem.train import Loop, TrainState
-from test_cli import TINY, run_cli
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 import shutil
 
 import pytest
+from conftest import write_small_text
 
+from helpers import TINY, run_cli
 from longmem.config import ModelConfig
 from longmem.nets import NETS
-from conftest import write_small_text
-from test_cli import TINY, run_cli
 
 COMMON = {"x", "state", "next state", "logits"}
 DOT = shutil.which("dot")
@@ -51,7 +51,8 @@ def test_graph_draws_the_flow_chart_and_the_compiled_step(run_dir, tmp_path, cap
     assert code == 0, err
     svg = (run_dir / "graph.svg").read_text()
     assert out.strip() == str(run_dir / "graph.svg") and svg.lstrip().startswith("<?xml") and "</svg>" in svg
-    for text in ("layer 0: 16 cells, DropConnect 0.3 on Wh", "dropout 0.3", "rmsprop", "cross-entropy with the next character"):
+    for text in ("layer 0: 16 cells, DropConnect 0.3 on Wh", "dropout 0.3", "rmsprop",
+                 "cross-entropy with the next character"):
         assert text in svg.replace("&#45;", "-"), text
     code, _, err = run_cli(capsys, "graph", run_dir, "--full", "-o", tmp_path / "full.svg")
     assert code == 0, err

@@ -4,13 +4,13 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from helpers import KILL_FLAGS, TINY, killed_equals_whole, run_cli
 from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import hmlstm
-from longmem.sample import Predictor, marks
+from longmem.predict import Predictor
+from longmem.study.guess import marks
 from reference import hmlstm_forward, mean_nll
-from test_cli import TINY, run_cli
-from test_resume import KILL_FLAGS, killed_equals_whole
 
 T, B, V, H, L = 6, 3, 5, 4, 3
 
@@ -101,7 +101,8 @@ def test_boundaries_learn_through_the_straight_through_estimator(rng):
 def test_hmlstm_survives_kills_and_is_measured(tmp_path, small_text, capsys):
     flags = ["--model", "hmlstm", "--layers", 2, "--slope-rate", 0.05, "--track", "hm.0.z", *TINY]
     # Samples are the loop's, tested across kills on the LSTM; leaving them out saves compiling.
-    whole = killed_equals_whole(capsys, tmp_path, "train", ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
+    whole = killed_equals_whole(capsys, tmp_path, "train",
+                                ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
     for command in (["eval", whole], ["sample", whole, "--length", 20],
                     ["memory", whole, "--max-context", 16, "--positions", 20]):
         code, _, err = run_cli(capsys, *command)

@@ -6,7 +6,6 @@ import pytest
 from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import lstm
-
 from reference import lstm_forward, mean_nll
 
 T, B, V = 5, 3, 7

@@ -6,13 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from longmem import engine, memory
+from helpers import run_cli
+from longmem import engine
 from longmem.config import ModelConfig
 from longmem.errors import UserError
 from longmem.nets import lstm
-from longmem.sample import Predictor
+from longmem.predict import Predictor
+from longmem.study import memory
 from reference import lstm_forward
-from test_cli import run_cli
 
 
 def _bits(params, x, y):

@@ -7,12 +7,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from helpers import KILL_FLAGS, TINY, killed_equals_whole, run_cli
 from longmem import checkpoint, engine, track
 from longmem.config import ModelConfig
 from longmem.nets import lstm, model1
 from reference import check_against_finite_differences, mean_nll, model1_forward
-from test_cli import TINY, run_cli
-from test_resume import KILL_FLAGS, killed_equals_whole
 
 T, B, V = 5, 2, 4
 CFG = ModelConfig(model="model1", hidden=3, hidden_b=5, base_hidden=4, init_scale=0.5)

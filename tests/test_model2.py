@@ -4,12 +4,11 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from helpers import KILL_FLAGS, TINY, killed_equals_whole, run_cli
 from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import model2
 from reference import check_against_finite_differences, mean_nll, model2_forward
-from test_cli import TINY, run_cli
-from test_resume import KILL_FLAGS, killed_equals_whole
 
 T, B, V = 5, 2, 4
 CFG = ModelConfig(model="model2", hidden=3, hidden_b=5, init_scale=0.5)
@@ -71,7 +70,8 @@ def test_gradients_stop_where_the_original_stopped_them(rng):
 def test_model2_survives_kills_and_logs_b_loss(tmp_path, small_text, capsys):
     flags = ["--model", "model2", "--hidden-b", 24, *TINY]
     # Samples are the loop's, tested across kills on the LSTM; leaving them out saves compiling.
-    whole = killed_equals_whole(capsys, tmp_path, "train", ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
+    whole = killed_equals_whole(capsys, tmp_path, "train",
+                                ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
     assert (whole / "tracks" / "model2.b_loss.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 20], ["memory", whole, "--max-context", 16,
                                                                          "--positions", 20]):

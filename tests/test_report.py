@@ -7,15 +7,16 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import write_small_text
 
-from longmem import engine, report
+from helpers import TINY, digest, run_cli
+from longmem import engine
 from longmem.config import ModelConfig
 from longmem.corpus import Vocab
 from longmem.nets import lstm
-from longmem.ngram import KneserNey
-from longmem.sample import Predictor
-from conftest import write_small_text
-from test_cli import TINY, digest, run_cli
+from longmem.predict import Predictor
+from longmem.study import report
+from longmem.study.ngram import KneserNey
 
 SECTIONS = ["summary", "surprise", "cells", "gates", "errors", "memory", "tracks", "graph"]
 
@@ -54,7 +55,7 @@ def test_a_hand_set_cell_that_counts_the_line_is_found(rng):
     params["lstm.0.Wx"][vocab.chars.index("\n"), H] = -40.0  # ... and its forget gate shuts at a newline
     cfg = ModelConfig(hidden=H)
     text = "\n" + "".join("".join(rng.choice(list("abc "), rng.integers(5, 40))) + "\n" for _ in range(12))
-    _, internals = Predictor(engine.share_all(params), cfg, "JAX").inside(vocab.encode(text), 16)
+    _, internals = Predictor(engine.share_all(params), cfg, "JAX").internals(vocab.encode(text), 16)
     c = internals["lstm.0.c"]
     props = report.properties(text)
     np.testing.assert_allclose(c[:, 0], props["position in the line"] + 1, rtol=1e-3)
@@ -113,7 +114,8 @@ def test_report_end_to_end(reported, tmp_path, capsys):
     assert "<img" in memory.group(1) and "longmem memory" not in memory.group(1)
     assert "<tr><td>parameters of step</td><td>20</td></tr>" in page
     best = digest(capsys, run_dir)["best_step"]
-    assert run_cli(capsys, "report", run_dir, "--chars", 50, "--checkpoint", "best", "-o", tmp_path / "best.html")[0] == 0
+    made = run_cli(capsys, "report", run_dir, "--chars", 50, "--checkpoint", "best", "-o", tmp_path / "best.html")
+    assert made[0] == 0
     assert f"<tr><td>parameters of step</td><td>{best}</td></tr>" in (tmp_path / "best.html").read_text()
 
 

@@ -1,58 +1,19 @@
 """A run killed at any moment resumes exactly as if nothing had happened."""
 
-import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import TINY, digest, finish, killed_equals_whole, last_step, metrics, run_cli, spawn, wait_for
 from longmem import checkpoint, track
-from test_cli import TINY, digest, metrics, run_cli
 
 HERE = Path(__file__).parent
 STEPS = 200
-KILL_FLAGS = ["--steps", 100, "--checkpoint-every-steps", 7]  # for killed_equals_whole
 FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, "--track", "out.b", "lstm.0.f", "--track-every", 3, *TINY]
-
-
-def _spawn(args, wrapper=()):
-    """Start `longmem` (or a wrapper script around it); its stderr goes to a file."""
-    cmd = [sys.executable, *map(str, wrapper)] if wrapper else [sys.executable, "-m", "longmem"]
-    log = open(Path(args[args.index("--run-dir") + 1] if "--run-dir" in args else args[-1]).parent / "stderr.log", "a+")
-    proc = subprocess.Popen([*cmd, *map(str, args)], stdout=subprocess.DEVNULL, stderr=log, text=True)
-    proc.log = log
-    return proc
-
-
-def _finish(proc, timeout=300):
-    """Wait for the process; return its stderr since it started."""
-    proc.wait(timeout=timeout)
-    proc.log.seek(0)
-    return proc.log.read()
-
-
-def _last_step(run_dir) -> int:
-    path = run_dir / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    for line in reversed(lines):  # the last line may be half written
-        try:
-            return json.loads(line)["step"]
-        except ValueError:
-            continue
-    return 0
-
-
-def _wait_for(predicate, proc, timeout=120, allow_exit=False):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert allow_exit or proc.poll() is None, _finish(proc)
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -81,9 +42,9 @@ def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path, small
     marker = tmp_path / "in-checkpoint-write"
     kills = 0
     # 1: killed while writing its second checkpoint (temporary file written, not yet renamed).
-    proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS],
+    proc = spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS],
                   wrapper=[str(HERE / "hang_in_checkpoint.py"), marker, 2])
-    _wait_for(marker.exists, proc)
+    wait_for(marker.exists, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     kills += 1
@@ -91,17 +52,18 @@ def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path, small
     # 2, 3, 4: killed at random moments once training is under way: after a
     # random number of further steps, plus a random fraction of a step.
     for _ in range(3):
-        before = _last_step(run_dir)
+        before = last_step(run_dir)
         target = before + rnd.randint(3, 40)
-        proc = _spawn(["train", "--resume", run_dir])
-        _wait_for(lambda: _last_step(run_dir) >= target or proc.poll() is not None, proc, allow_exit=True)
+        proc = spawn(["train", "--resume", run_dir])
+        wait_for(lambda target=target, proc=proc: last_step(run_dir) >= target or proc.poll() is not None, proc,
+                 allow_exit=True)
         time.sleep(rnd.uniform(0.0, 0.05))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    proc = _spawn(["train", "--resume", run_dir])
-    err = _finish(proc)
+    proc = spawn(["train", "--resume", run_dir])
+    err = finish(proc)
     assert proc.returncode == 0, err
     assert kills == 4, "every kill should land before the run ends"
     assert not list((run_dir / "checkpoint").glob(".ckpt-*.tmp"))
@@ -111,10 +73,10 @@ def test_sigkill_at_random_moments_and_during_a_checkpoint_write(tmp_path, small
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_saves_and_exits_cleanly(tmp_path, small_text, reference, capsys, sig):
     run_dir = tmp_path / "stopped"
-    proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS])
-    _wait_for(lambda: _last_step(run_dir) >= 20, proc)
+    proc = spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS])
+    wait_for(lambda: last_step(run_dir) >= 20, proc)
     proc.send_signal(sig)
-    err = _finish(proc)
+    err = finish(proc)
     assert proc.returncode == 0, err
     assert f"stopped by {sig.name}" in err and f"--resume {run_dir}" in err
     stopped_at = digest(capsys, run_dir)["step"]
@@ -127,9 +89,9 @@ def test_a_stop_signal_saves_and_exits_cleanly(tmp_path, small_text, reference, 
 def test_killed_before_its_first_checkpoint_starts_again(tmp_path, small_text, reference, capsys):
     run_dir = tmp_path / "early"
     marker = tmp_path / "marker"
-    proc = _spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS],
+    proc = spawn(["train", "--text", small_text, "--run-dir", run_dir, *FLAGS],
                   wrapper=[str(HERE / "hang_in_checkpoint.py"), marker, 1])
-    _wait_for(marker.exists, proc)
+    wait_for(marker.exists, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     code, _, err = run_cli(capsys, "train", "--resume", run_dir)
@@ -145,7 +107,8 @@ def test_damaged_newest_checkpoint_resumes_from_the_previous(tmp_path, small_tex
     assert code == 0
     newest = sorted((run_dir / "checkpoint").glob("ckpt-*.lmc"))[-1]
     data = newest.read_bytes()
-    newest.write_bytes(data[: len(data) // 3] if damage == "truncate" else data[:-50] + bytes([data[-50] ^ 4]) + data[-49:])
+    flipped = data[:-50] + bytes([data[-50] ^ 4]) + data[-49:]
+    newest.write_bytes(data[: len(data) // 3] if damage == "truncate" else flipped)
     code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", STEPS)
     assert code == 0
     assert "warning" in err and newest.name in err and "resuming" in err
@@ -227,41 +190,6 @@ def test_adam_resumes_exactly(tmp_path, small_text, capsys):
     assert metrics(part) == metrics(whole)
     assert track.load(part, "adam.t").values.tolist() == list(range(5, 31, 5))
 
-
-
-def killed_equals_whole(capsys, tmp_path, start, flags, kills=1, seed=7, gap=(10, 30), spawn_whole=False):
-    """Run `longmem <start> <flags>` uninterrupted (in this process, or in another with
-    `spawn_whole`, for flags this process's JAX cannot follow such as --devices), and
-    again killed (SIGKILL) `kills` times at random moments, after some checkpoints, and
-    resumed each time with `longmem train --resume`;
-    assert both end alike (parameters, metrics, every tracked record bit for bit).
-    Return the uninterrupted run."""
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    if spawn_whole:
-        proc = _spawn([start, "--run-dir", whole, *flags])
-        code, err = proc.wait(timeout=300), _finish(proc)
-    else:
-        code, _, err = run_cli(capsys, start, "--run-dir", whole, *flags)
-    assert code == 0, err
-    rnd = random.Random(seed)
-    proc = _spawn([start, "--run-dir", killed, *flags])
-    for _ in range(kills):
-        target = _last_step(killed) + rnd.randint(*gap)
-        _wait_for(lambda: _last_step(killed) >= target, proc)
-        time.sleep(rnd.uniform(0.0, 0.05))
-        assert proc.poll() is None, "every kill should land before the run ends"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc = _spawn(["train", "--resume", killed])
-    err = _finish(proc)
-    assert proc.returncode == 0, err
-    assert digest(capsys, killed)["digest"] == digest(capsys, whole)["digest"]
-    assert metrics(killed) == metrics(whole)
-    tracks = sorted(p.name for p in (whole / "tracks").iterdir())
-    assert tracks and sorted(p.name for p in (killed / "tracks").iterdir()) == tracks
-    for name in tracks:
-        assert (killed / "tracks" / name).read_bytes() == (whole / "tracks" / name).read_bytes(), name
-    return whole
 
 
 def test_a_killed_caesar_run_resumes_exactly(tmp_path, capsys):

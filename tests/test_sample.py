@@ -8,8 +8,8 @@ from longmem.config import ModelConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.nets import lstm
-from longmem.sample import STREAM_CHARS, Predictor, guess_view, sample_code, streams
-
+from longmem.predict import STREAM_CHARS, Predictor, sample_code, streams
+from longmem.study.guess import guess_view
 from reference import lstm_forward
 
 

@@ -1,3 +1,8 @@
 """longmem: teach recurrent networks long-term memory of text."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("longmem")
+except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "(not installed)"

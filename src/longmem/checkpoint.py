@@ -69,6 +69,11 @@ def digest(params: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def count(params: dict[str, np.ndarray]) -> int:
+    """How many numbers the parameters hold."""
+    return int(sum(a.size for a in params.values()))
+
+
 def checkpoints(directory: Path) -> list[Path]:
     """Checkpoint files in `directory`, oldest first."""
     return sorted(directory.glob("ckpt-*.lmc")) if directory.is_dir() else []

@@ -1,5 +1,10 @@
 """The `longmem` command: parse the arguments, then call one function.
 
+Each command is one block below: a function that adds its flags, beside the
+handler that runs it (its docstring is the command's help: the first line
+the summary, the rest the description); `COMMANDS` lists them in the order
+`longmem --help` shows them.
+
 Exit codes: 0 success, 1 a user error (one line on stderr, no traceback),
 2 a usage error (from argparse).
 """
@@ -16,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import config, engine
+from longmem import __version__, config, engine
 from longmem.errors import UserError
 from longmem.rundir import RunDir
 
@@ -45,191 +50,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from longmem.compress import Settings
-
     parser = argparse.ArgumentParser(
         prog="longmem", description="Train and study character-level recurrent networks."
     )
-    parser.add_argument("--version", action="version", version=f"longmem {_version()}")
+    parser.add_argument("--version", action="version", version=f"longmem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Commands whose flags are not config fields show argparse's defaults.
-    shown = {"formatter_class": _ShowDefaults}
-
-    train = commands.add_parser("train", help="train a character LSTM (or --resume one)")
-    train.add_argument("--run-dir", help="run directory (default: runs/<corpus>-<time>)")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
-    processes = train.add_argument_group(
-        "processes", "one run over several processes (one per host, each with its --devices), "
-        "through JAX's distributed runtime; process 0 writes the run directory")
-    processes.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
-    processes.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
-    processes.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
-    processes.add_argument("--distributed", action="store_true",
-                           help="join a run of several processes, finding what is not given from the "
-                           "environment (SLURM, Open MPI, Kubernetes, JAX_COORDINATOR_ADDRESS)")
-    for section in config.SECTIONS.values():
-        group = train.add_argument_group(section.__name__.removesuffix("Config").lower())
-        config.add_arguments(group, section)
-    train.set_defaults(func=cmd_train)
-
-    sample = commands.add_parser("sample", help="generate text from a trained run", **shown)
-    _run_arg(sample, which=True)
-    sample.add_argument("--prime", default=None, help="text to start from (default: a newline)")
-    sample.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
-    sample.add_argument("--length", type=int, default=500, help="characters to generate")
-    sample.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest")
-    sample.add_argument("--seed", type=int, default=0, help="random seed")
-    sample.set_defaults(func=cmd_sample)
-
-    evaluate = commands.add_parser("eval", help="bits per character and accuracy on held-out text", **shown)
-    _run_arg(evaluate, which=True)
-    evaluate.add_argument("--text", help="evaluate on this UTF-8 file instead of the run's test split")
-    evaluate.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.set_defaults(func=cmd_eval)
-
-    guess = commands.add_parser("guess", help="show the next letter the network guesses at each place", **shown)
-    _run_arg(guess, which=True)
-    guess.add_argument("--text", help="a UTF-8 file (default: the run's test split)")
-    guess.add_argument("--width", type=int, default=80, help="columns per block")
-    guess.add_argument("--chars", type=int, default=800, help="characters to show")
-    guess.add_argument("--show", nargs="+", metavar="NAME", default=[],
-                       help="internal values to draw under each character, one line each: a 0/1 value "
-                       "as '|' where 1 (hmlstm's boundaries: hm.0.z), others as shades (lstm.0.c[17])")
-    guess.set_defaults(func=cmd_guess)
-
-    plot = commands.add_parser(
-        "plot", help="draw tracked values and learning curves as PNG files", **shown,
-        description="Draw tracked values (one figure per name) of one or more runs. "
-        "Without names: the learning curve and every tracked value.",
-    )
-    plot.add_argument("items", nargs="+", metavar="DIR_OR_NAME", help="run directories, then names")
-    plot.add_argument("--names", nargs="+", metavar="LABEL", help="legend labels, one per run")
-    plot.add_argument("--smooth", type=int, default=1, metavar="N", help="moving average over N records")
-    plot.add_argument("--crop", metavar="A:B", help="only steps A <= step < B")
-    plot.add_argument("--select", metavar="I,J",
-                      help="only these elements (flat positions in the value, also under --track-max)")
-    plot.add_argument("--diff", action="store_true", help="plot the change from record to record")
-    plot.add_argument("--out", help="PNG file (one figure) or folder (default: DIR/plots/)")
-    plot.add_argument("--show", action="store_true", help="also show the figures in a window")
-    plot.set_defaults(func=cmd_plot)
-
-    caesar = commands.add_parser(
-        "caesar", help="the first experiment: a logistic net learns the Caesar cipher",
-        description="Train the original's 26-100-26 logistic net to map each letter to the next.",
-    )
-    config.add_arguments(caesar, config.CaesarConfig)
-    caesar.add_argument("--run-dir", help="run directory (default: runs/caesar-<time>)")
-    caesar.add_argument("--compare", action="store_true",
-                        help="train with sgd, rmsprop and rmsprop-global from the same seed and plot them")
-    caesar.add_argument("--plots", help="folder for the --compare figures (default: DIR/plots)")
-    caesar.set_defaults(func=cmd_caesar)
-
-    memory = commands.add_parser(
-        "memory", help="held-out bits per character against how much context the model may read",
-        description="For each context length k (1, 2, 4, ... --max-context) the model starts from "
-        "its initial state, reads only the k characters before a position and predicts it. The "
-        "positions (--positions of them, drawn with --seed from those with at least --max-context "
-        "characters before them) are the same for every k; the reference row ('unlimited') scores "
-        "them with state carried from the start of the held-out text. The curve is stored in the run "
-        "(memory/), keyed by the checkpoint's step and these settings.", **shown,
-    )
-    _run_arg(memory, which=True)
-    memory.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
-    memory.add_argument("--text", help="measure on this UTF-8 file instead of a split of the run's text")
-    _curve_args(memory)
-    memory.add_argument("--json", action="store_true", help="print one JSON object")
-    memory.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
-    memory.set_defaults(func=cmd_memory)
-
-    compare = commands.add_parser(
-        "compare", help="finished runs side by side: a table and figures",
-        description="Writes compare.md and compare.json (model, parameters, steps, characters seen, "
-        "training time, held-out bpc and accuracy on the test split, memory length, long-context "
-        "gain, training chars/s) and bpc-vs-time.png, bpc-vs-chars.png and memory.png into --out. "
-        "Evaluations and memory curves a run does not hold yet are computed and stored in it.", **shown,
-    )
-    compare.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories")
-    compare.add_argument("--out", required=True, help="folder for the table and figures")
-    compare.add_argument("--names", nargs="+", metavar="LABEL", help="labels, one per run (default: folder names)")
-    _curve_args(compare)
-    compare.add_argument("--backend", choices=engine.BACKENDS, default=None,
-                         help="execution backend (default: each run's)")
-    _checkpoint_arg(compare)
-    compare.set_defaults(func=cmd_compare)
-
-    compress = commands.add_parser(
-        "compress", help="compress a file losslessly with an online LSTM (FILE.lmz)",
-        description="Codes each byte with the probability an LSTM gives it, training the LSTM on the data as "
-        "it goes, so that only the archive is needed to decompress. Any file, binary included; - reads "
-        "standard input (and writes standard output unless -o). Never overwrites a file.", **shown,
-    )
-    compress.add_argument("file", metavar="FILE", help="the file to compress, or - for standard input")
-    compress.add_argument("-o", "--out", help="the archive to write (default: FILE.lmz; - for standard output)")
-    compress.add_argument("--model", metavar="RUN", help="start from a trained lstm run's weights (the archive then "
-                          "needs the same run to decompress); the data must be UTF-8 in the run's characters")
-    compress.add_argument("--stats", action="store_true", help="print bits per symbol, overall and per tenth")
-    compress.add_argument("--quiet", action="store_true", help="no progress bar")
-    _settings = Settings()
-    compress.add_argument("--segments", type=int, default=_settings.segments, help="rows coded in lockstep (B)")
-    compress.add_argument("--window", type=int, default=_settings.window, help="symbols per training step (T)")
-    compress.add_argument("--hidden", type=int, default=_settings.hidden, help="LSTM cells")
-    compress.add_argument("--layers", type=int, default=_settings.layers, help="LSTM layers")
-    compress.add_argument("--lr", type=float, default=_settings.lr, help="learning rate")
-    compress.add_argument("--optimizer", choices=["sgd", "rmsprop", "adam"], default=_settings.optimizer)
-    compress.add_argument("--replay", type=int, default=_settings.replay,
-                          help="extra training steps per window on earlier windows")
-    compress.add_argument("--seed", type=int, default=_settings.seed, help="seed of the initial weights")
-    compress.add_argument("--orders", type=int, nargs="*", default=_settings.orders, metavar="K",
-                          help="orders of the context models mixed with the LSTM (none: the LSTM alone)")
-    compress.set_defaults(func=cmd_compress)
-
-    decompress = commands.add_parser(
-        "decompress", help="restore a file from its .lmz archive",
-        description="Decodes the archive, checks the result against the original's SHA-256 and only then "
-        "writes it (default: the archive's name without .lmz). Never overwrites a file.", **shown,
-    )
-    decompress.add_argument("file", metavar="ARCHIVE", help="the archive, or - for standard input")
-    decompress.add_argument("-o", "--out", help="the file to write (- for standard output)")
-    decompress.add_argument("--model", metavar="RUN", help="the run the archive was made with, if any")
-    decompress.add_argument("--quiet", action="store_true", help="no progress bar")
-    decompress.set_defaults(func=cmd_decompress)
-
-    report = commands.add_parser(
-        "report", help="what the network does inside, as one self-contained HTML page",
-        description="One HTML file (images inline, no network needed to open it): run summary and learning "
-        "curves, surprise over a held-out passage, cells that track properties of the text, gate "
-        "saturation, bits per character by character class against n-gram baselines, the memory curve "
-        "when `longmem memory` has measured it, and every tracked value.", **shown,
-    )
-    _run_arg(report, which=True)
-    report.add_argument("-o", "--out", help="the HTML file to write (default: DIR/report.html)")
-    report.add_argument("--text", help="read this UTF-8 file instead of the run's test split")
-    report.add_argument("--chars", type=int, default=3000, help="characters of the passage read at full resolution")
-    report.set_defaults(func=cmd_report)
-
-    graph = commands.add_parser(
-        "graph", help="the computation as a flow chart (SVG)",
-        description="Draws the model's computation as a reader thinks of it (embedding, each layer and its "
-        "gates, state carried between windows, softmax, loss, the optimizer's updates) from the model's own "
-        "description; --full draws PyTensor's whole compiled training step. Needs Graphviz's dot program.",
-        **shown,
-    )
-    _run_arg(graph)
-    graph.add_argument("-o", "--out", help="the SVG file to write (default: DIR/graph.svg or DIR/graph-full.svg)")
-    graph.add_argument("--full", action="store_true", help="every operation of the compiled training step")
-    graph.set_defaults(func=cmd_graph)
-
-    inspect = commands.add_parser("inspect", help="step, configuration and parameter digest of a run", **shown)
-    inspect.add_argument("run_dir", metavar="DIR", help="run directory")
-    inspect.add_argument("--json", action="store_true", help="print one JSON object")
-    inspect.set_defaults(func=cmd_inspect)
+    for name, (add_flags, handler) in COMMANDS.items():
+        summary, _, details = handler.__doc__.partition("\n\n")
+        p = commands.add_parser(name, help=summary, description=" ".join(details.split()) or summary,
+                                formatter_class=_ShowDefaults)
+        add_flags(p)
+        p.set_defaults(func=handler)
     return parser
 
 
 class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: X)" to each option's help, except where X is None
-    (the help then says what happens when the option is not given)."""
+    """Appends "(default: X)" to each option's help, except where X is None (the
+    help then says what happens when the option is not given; config fields say
+    their defaults themselves)."""
 
     def _get_help_string(self, action):
         if action.default is None:
@@ -237,13 +75,37 @@ class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _version() -> str:
-    from importlib import metadata
+def at_least(lowest: int):
+    """An argparse type: a whole number no lower than `lowest`."""
 
-    try:
-        return metadata.version("longmem")
-    except metadata.PackageNotFoundError:
-        return "(not installed)"
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}, not {value}")
+        return value
+
+    return number
+
+
+def _run_arg(parser: argparse.ArgumentParser, which: bool = False) -> None:
+    parser.add_argument("run_dir", metavar="DIR", help="run directory")
+    _backend_arg(parser, "the run's")
+    if which:
+        _checkpoint_arg(parser)
+
+
+def _backend_arg(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--backend", choices=engine.BACKENDS, default=None,
+                        help=f"execution backend (default: {default})")
+
+
+def _checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
+                        help="the parameters of the newest checkpoint, or of the run's best "
+                        "evaluation on held-out text (early stopping)")
 
 
 def _curve_args(parser: argparse.ArgumentParser) -> None:
@@ -253,20 +115,51 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the positions drawn")
 
 
-def _run_arg(parser: argparse.ArgumentParser, which: bool = False) -> None:
-    parser.add_argument("run_dir", metavar="DIR", help="run directory")
-    parser.add_argument("--backend", choices=engine.BACKENDS, default=None, help="execution backend (default: the run's)")
-    if which:
-        _checkpoint_arg(parser)
+def _new_run_dir(given: str | None, name: str) -> RunDir:
+    """The run directory given, or runs/<name>-<date and time>."""
+    return RunDir(given or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def _checkpoint_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
-                        help="the parameters of the newest checkpoint, or of the run's best "
-                        "evaluation on held-out text (early stopping)")
+def _new_file(out: str) -> None:
+    """Refuse to write over a file the user has."""
+    if out != "-" and Path(out).exists():
+        raise UserError(f"{out} exists; give another name with -o or remove it")
+
+
+def _load(args):
+    """The checkpoint of a run that --checkpoint names and a predictor over its parameters."""
+    from longmem.predict import open_run
+
+    return open_run(RunDir(args.run_dir), args.backend, best=args.checkpoint == "best")
+
+
+def _heldout(args, snap) -> tuple[np.ndarray, str]:
+    from longmem.predict import heldout_codes
+
+    return heldout_codes(RunDir(args.run_dir), snap, args.text, getattr(args, "split", "test"))
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", help="run directory (default: runs/<corpus>-<time>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    processes = p.add_argument_group(
+        "processes", "one run over several processes (one per host, each with its --devices), "
+        "through JAX's distributed runtime; process 0 writes the run directory")
+    processes.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    processes.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
+    processes.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
+    processes.add_argument("--distributed", action="store_true",
+                           help="join a run of several processes, finding what is not given from the "
+                           "environment (SLURM, Open MPI, Kubernetes, JAX_COORDINATOR_ADDRESS)")
+    for section in config.SECTIONS.values():
+        config.add_arguments(p.add_argument_group(section.__name__.removesuffix("Config").lower()), section)
 
 
 def cmd_train(args) -> None:
+    """train a character LSTM (or --resume one)"""
     from longmem import launch
 
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
@@ -275,31 +168,47 @@ def cmd_train(args) -> None:
         if args.run_dir:
             raise UserError("give either --resume DIR or --run-dir DIR, not both")
         changes = {key: config.overrides(args, cls) for key, cls in config.SECTIONS.items()}
-        state = launch.resume(RunDir(args.resume), changes)
         run_dir = RunDir(args.resume)
+        state = launch.resume(run_dir, changes)
     else:
         cfg = config.from_args(args)
-        name = Path(cfg.data.text).stem if cfg.data.text else cfg.data.corpus
-        run_dir = RunDir(args.run_dir or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = _new_run_dir(args.run_dir, Path(cfg.data.text).stem if cfg.data.text else cfg.data.corpus)
         state = launch.start(cfg, run_dir)
     if engine.processes()[0] == 0:
         print(f"longmem: step {state.step} saved in {run_dir.path}; try: longmem sample {run_dir.path}")
 
 
-def _load(args):
-    """The checkpoint of a run that --checkpoint names and a predictor over its parameters."""
-    from longmem.sample import open_run
-
-    return open_run(RunDir(args.run_dir), args.backend, best=args.checkpoint == "best")
+# --- using a trained run ----------------------------------------------------------------------
 
 
-def _heldout(args, snap) -> tuple[np.ndarray, str]:
-    from longmem.sample import heldout
+def sample_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p, which=True)
+    p.add_argument("--prime", default=None, help="text to start from (default: a newline)")
+    p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
+    p.add_argument("--length", type=at_least(0), default=500, help="characters to generate")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
 
-    return heldout(RunDir(args.run_dir), snap, args.text, getattr(args, "split", "test"))
+
+def cmd_sample(args) -> None:
+    """generate text from a trained run"""
+    snap, predictor = _load(args)
+    prime = args.prime if args.prime is not None else ("\n" if "\n" in snap.vocab.chars else snap.vocab.chars[0])
+    text = predictor.generate(
+        snap.vocab, prime, args.length, np.random.default_rng(args.seed), args.temperature, args.top_k
+    )
+    print(prime + text)
+
+
+def eval_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p, which=True)
+    p.add_argument("--text", help="evaluate on this UTF-8 file instead of the run's test split")
+    p.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def cmd_eval(args) -> None:
+    """bits per character and accuracy on held-out text"""
     snap, predictor = _load(args)
     codes, what = _heldout(args, snap)
     t = snap.config.train
@@ -313,42 +222,107 @@ def cmd_eval(args) -> None:
         )
 
 
-def cmd_guess(args) -> None:
-    from longmem.sample import guess_view, marks
+def guess_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p, which=True)
+    p.add_argument("--text", help="a UTF-8 file (default: the run's test split)")
+    p.add_argument("--width", type=at_least(1), default=80, help="columns per block")
+    p.add_argument("--chars", type=at_least(1), default=800, help="characters to show")
+    p.add_argument("--show", nargs="+", metavar="NAME", default=[],
+                   help="internal values to draw under each character, one line each: a 0/1 value "
+                   "as '|' where 1 (hmlstm's boundaries: hm.0.z), others as shades (lstm.0.c[17])")
 
-    if args.width < 1 or args.chars < 1:
-        raise UserError("--width and --chars must be at least 1")
+
+def cmd_guess(args) -> None:
+    """show the next letter the network guesses at each place"""
+    from longmem.study import guess
+
     snap, predictor = _load(args)
     codes, _ = _heldout(args, snap)
-    codes = codes[: args.chars + 1]
-    result = predictor.evaluate(codes, 1, snap.config.train.seq, guesses=True)
-    text = snap.vocab.decode(codes[1 : result.chars + 1])
-    # Each character's values are those after the network has read it.
-    traced = predictor.trace(codes[: result.chars + 1], snap.config.train.seq, args.show) if args.show else {}
-    rows = [marks(values[1:]) for values in traced.values()]
-    print(guess_view(text, snap.vocab.decode(result.guesses), args.width, rows))
-    if rows:
-        print(f"\nunder the guesses, one line each: {', '.join(args.show)}")
-    print(f"\naccuracy {100 * result.accuracy:.1f}% over {result.chars:,} characters")
+    print(guess.view(snap, predictor, codes[: args.chars + 1], args.width, args.show))
 
 
-def cmd_sample(args) -> None:
-    if args.length < 0:
-        raise UserError("--length must be at least 0")
-    snap, predictor = _load(args)
-    prime = args.prime if args.prime is not None else ("\n" if "\n" in snap.vocab.chars else snap.vocab.chars[0])
-    text = predictor.generate(
-        snap.vocab, prime, args.length, np.random.default_rng(args.seed), args.temperature, args.top_k
-    )
-    print(prime + text)
+def inspect_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="DIR", help="run directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_inspect(args) -> None:
+    """step, configuration and parameter digest of a run"""
+    from longmem.loop import summary
+    from longmem.rundir import load
+
+    snap = load(RunDir(args.run_dir))
+    report = summary(snap)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"run         {args.run_dir}")
+    print(f"step        {report['step']} (epoch {report['epoch']}, {report['checkpoint']})")
+    print(f"lr          {report['lr']:.4g} for the next step")
+    if report["best_step"] is not None:
+        print(f"best        step {report['best_step']}: {report['best_bpc']:.3f} bits/char on "
+              f"{snap.config.train.eval_split} (longmem eval --checkpoint best)")
+    print(f"parameters  {report['params']:,} in {len(snap.params)} arrays")
+    print(f"digest      sha256:{report['digest']}")
+    for name in sorted(snap.params):
+        print(f"  {name:14s} {snap.params[name].shape}")
+    for section, values in report["config"].items():
+        print(f"{section:11s} " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def plot_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("items", nargs="+", metavar="DIR_OR_NAME", help="run directories, then names")
+    p.add_argument("--names", nargs="+", metavar="LABEL", help="legend labels, one per run")
+    p.add_argument("--smooth", type=at_least(1), default=1, metavar="N", help="moving average over N records")
+    p.add_argument("--crop", metavar="A:B", help="only steps A <= step < B")
+    p.add_argument("--select", metavar="I,J",
+                   help="only these elements (flat positions in the value, also under --track-max)")
+    p.add_argument("--diff", action="store_true", help="plot the change from record to record")
+    p.add_argument("--out", help="PNG file (one figure) or folder (default: DIR/plots/)")
+    p.add_argument("--show", action="store_true", help="also show the figures in a window")
+
+
+def cmd_plot(args) -> None:
+    """draw tracked values and learning curves as PNG files
+
+    Draw tracked values (one figure per name) of one or more runs. Without
+    names: the learning curve and every tracked value.
+    """
+    from longmem import plot
+
+    runs = [RunDir(item) for item in args.items if RunDir(item).exists()]
+    names = args.items[len(runs) :]
+    if not runs or any(RunDir(n).exists() for n in names):
+        raise UserError("give the run directories first, then the names to plot")
+    labels = args.names or ([r.path.name for r in runs] if len(runs) > 1 else [""])
+    if len(labels) != len(runs):
+        raise UserError(f"--names gives {len(labels)} labels for {len(runs)} runs")
+    opts = plot.Options(args.smooth, plot.parse_crop(args.crop), plot.parse_select(args.select), args.diff)
+    for path in plot.plot_runs(runs, labels, names, opts, Path(args.out) if args.out else None, args.show):
+        print(path)
+
+
+# --- the first experiment ---------------------------------------------------------------------
+
+
+def caesar_flags(p: argparse.ArgumentParser) -> None:
+    config.add_arguments(p, config.CaesarConfig)
+    p.add_argument("--run-dir", help="run directory (default: runs/caesar-<time>)")
+    p.add_argument("--compare", action="store_true",
+                   help="train with sgd, rmsprop and rmsprop-global from the same seed and plot them")
+    p.add_argument("--plots", help="folder for the --compare figures (default: DIR/plots)")
 
 
 def cmd_caesar(args) -> None:
-    from longmem import caesar
+    """the first experiment: a logistic net learns the Caesar cipher
+
+    Train the original's 26-100-26 logistic net to map each letter to the next.
+    """
+    from longmem.experiments import caesar
 
     cfg = config.CaesarConfig(**config.overrides(args, config.CaesarConfig))
     config.validate_caesar(dataclasses.replace(cfg))  # each optimizer of --compare has its own lr
-    run = RunDir(args.run_dir or Path("runs") / f"caesar-{time.strftime('%Y%m%d-%H%M%S')}")
+    run = _new_run_dir(args.run_dir, "caesar")
     if args.compare:
         for path in caesar.compare(cfg, run, Path(args.plots) if args.plots else run.plots):
             print(path)
@@ -358,8 +332,30 @@ def cmd_caesar(args) -> None:
     print(f"run saved in {run.path}; plot the biases with: longmem plot {run.path} hidden.b --select 0,1,2")
 
 
+# --- analyses of a finished run ---------------------------------------------------------------
+
+
+def memory_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p, which=True)
+    p.add_argument("--split", choices=["test", "val"], default="test", help="held-out split")
+    p.add_argument("--text", help="measure on this UTF-8 file instead of a split of the run's text")
+    _curve_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
+
+
 def cmd_memory(args) -> None:
-    from longmem import memory
+    """held-out bits per character against how much context the model may read
+
+    For each context length k (1, 2, 4, ... --max-context) the model starts from
+    its initial state, reads only the k characters before a position and predicts
+    it. The positions (--positions of them, drawn with --seed from those with at
+    least --max-context characters before them) are the same for every k; the
+    reference row ('unlimited') scores them with state carried from the start of
+    the held-out text. The curve is stored in the run (memory/), keyed by the
+    checkpoint's step and these settings.
+    """
+    from longmem.study import memory
 
     ks = memory.contexts(args.max_context)
     snap, predictor = _load(args)
@@ -375,8 +371,25 @@ def cmd_memory(args) -> None:
         print(f"figure: {target}")
 
 
+def compare_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories")
+    p.add_argument("--out", required=True, help="folder for the table and figures")
+    p.add_argument("--names", nargs="+", metavar="LABEL", help="labels, one per run (default: folder names)")
+    _curve_args(p)
+    _backend_arg(p, "each run's")
+    _checkpoint_arg(p)
+
+
 def cmd_compare(args) -> None:
-    from longmem import compare, memory
+    """finished runs side by side: a table and figures
+
+    Writes compare.md and compare.json (model, parameters, steps, characters
+    seen, training time, held-out bpc and accuracy on the test split, memory
+    length, long-context gain, training chars/s) and bpc-vs-time.png,
+    bpc-vs-chars.png and memory.png into --out. Evaluations and memory curves a
+    run does not hold yet are computed and stored in it.
+    """
+    from longmem.study import compare, memory
 
     runs = [RunDir(path) for path in args.run_dirs]
     labels = args.names or [run.path.name for run in runs]
@@ -389,6 +402,114 @@ def cmd_compare(args) -> None:
                                 best=args.checkpoint == "best"):
         print(path)
     print((Path(args.out) / "compare.md").read_text(), end="")
+
+
+def report_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p, which=True)
+    p.add_argument("-o", "--out", help="the HTML file to write (default: DIR/report.html)")
+    p.add_argument("--text", help="read this UTF-8 file instead of the run's test split")
+    p.add_argument("--chars", type=int, default=3000, help="characters of the passage read at full resolution")
+
+
+def cmd_report(args) -> None:
+    """what the network does inside, as one self-contained HTML page
+
+    One HTML file (images inline, no network needed to open it): run summary and
+    learning curves, surprise over a held-out passage, cells that track
+    properties of the text, gate saturation, bits per character by character
+    class against n-gram baselines, the memory curve when `longmem memory` has
+    measured it, and every tracked value.
+    """
+    from longmem.study import report
+
+    run = RunDir(args.run_dir)
+    print(report.build(run, Path(args.out) if args.out else run.path / "report.html", args.text, args.chars,
+                       args.backend, best=args.checkpoint == "best"))
+
+
+def graph_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p)
+    p.add_argument("-o", "--out", help="the SVG file to write (default: DIR/graph.svg or DIR/graph-full.svg)")
+    p.add_argument("--full", action="store_true", help="every operation of the compiled training step")
+
+
+def cmd_graph(args) -> None:
+    """the computation as a flow chart (SVG)
+
+    Draws the model's computation as a reader thinks of it (embedding, each
+    layer and its gates, state carried between windows, softmax, loss, the
+    optimizer's updates) from the model's own description; --full draws
+    PyTensor's whole compiled training step. Needs Graphviz's dot program.
+    """
+    from longmem.files import atomic_write
+    from longmem.study import graph
+
+    run = RunDir(args.run_dir)
+    out = Path(args.out) if args.out else run.path / ("graph-full.svg" if args.full else "graph.svg")
+    atomic_write(out, graph.svg(graph.of_run(run, args.full, args.backend)))
+    print(out)
+
+
+# --- the compressor ---------------------------------------------------------------------------
+
+
+def compress_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the file to compress, or - for standard input")
+    p.add_argument("-o", "--out", help="the archive to write (default: FILE.lmz; - for standard output)")
+    p.add_argument("--model", metavar="RUN", help="start from a trained lstm run's weights (the archive then "
+                   "needs the same run to decompress); the data must be UTF-8 in the run's characters")
+    p.add_argument("--stats", action="store_true", help="print bits per symbol, overall and per tenth")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    config.add_arguments(p.add_argument_group("the online model"), config.CompressConfig)
+
+
+def cmd_compress(args) -> None:
+    """compress a file losslessly with an online LSTM (FILE.lmz)
+
+    Codes each byte with the probability an LSTM gives it, training the LSTM on
+    the data as it goes, so that only the archive is needed to decompress. Any
+    file, binary included; - reads standard input (and writes standard output
+    unless -o). Never overwrites a file.
+    """
+    from longmem.compress import compress, stats, unpack
+
+    out = args.out or ("-" if args.file == "-" else f"{args.file}.lmz")
+    _new_file(out)
+    settings = config.CompressConfig(**config.overrides(args, config.CompressConfig))
+    archive = compress(_read_input(args.file), settings, _base_run(args.model), quiet=args.quiet)
+    _write_output(out, archive)
+    if args.stats:
+        print(stats(unpack(archive)[0]), file=sys.stderr if out == "-" else sys.stdout)
+
+
+def decompress_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="ARCHIVE", help="the archive, or - for standard input")
+    p.add_argument("-o", "--out", help="the file to write (- for standard output)")
+    p.add_argument("--model", metavar="RUN", help="the run the archive was made with, if any")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_decompress(args) -> None:
+    """restore a file from its .lmz archive
+
+    Decodes the archive, checks the result against the original's SHA-256 and
+    only then writes it (default: the archive's name without .lmz). Never
+    overwrites a file.
+    """
+    from longmem.compress import decompress
+
+    if args.out:
+        out = args.out
+    elif args.file == "-":
+        out = "-"
+    elif args.file.endswith(".lmz"):
+        out = args.file[: -len(".lmz")]
+    else:
+        raise UserError(f"{args.file} does not end in .lmz: say where to write with -o")
+    _new_file(out)
+    data = decompress(_read_input(args.file), _base_run(args.model), quiet=args.quiet,
+                      name="the archive" if args.file == "-" else args.file)
+    _write_output(out, data)
 
 
 def _read_input(name: str) -> bytes:
@@ -408,139 +529,39 @@ def _write_output(out: str, data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    if Path(out).exists():
-        raise UserError(f"{out} exists; give another name with -o or remove it")
+    _new_file(out)
     atomic_write(Path(out), data)
 
 
 def _base_run(name: str | None):
-    """A run's parameters, digest and characters, for --model."""
+    """The trained run that --model names, for the compressor."""
     if name is None:
         return None
     from longmem import checkpoint
+    from longmem.compress import Base
     from longmem.rundir import load
 
     snap = load(RunDir(name))
     if snap.config.model.model != "lstm":
         raise UserError(f"--model {name} is a {snap.config.model.model} run; compress starts from lstm runs")
-    return snap.params, checkpoint.digest(snap.params), snap.vocab.chars
+    return Base(snap.params, checkpoint.digest(snap.params), snap.vocab.chars)
 
 
-def cmd_compress(args) -> None:
-    from longmem.compress import Settings, compress, stats, unpack
-
-    out = args.out or ("-" if args.file == "-" else f"{args.file}.lmz")
-    if out != "-" and Path(out).exists():
-        raise UserError(f"{out} exists; give another name with -o or remove it")
-    settings = Settings(args.segments, args.window, args.hidden, args.layers, args.lr, args.optimizer,
-                        args.replay, args.seed, args.orders)
-    data = _read_input(args.file)
-    archive = compress(data, settings, _base_run(args.model), quiet=args.quiet)
-    _write_output(out, archive)
-    if args.stats:
-        print(stats(unpack(archive)[0]), file=sys.stderr if out == "-" else sys.stdout)
-
-
-def cmd_decompress(args) -> None:
-    from longmem.compress import decompress
-
-    if args.out:
-        out = args.out
-    elif args.file == "-":
-        out = "-"
-    elif args.file.endswith(".lmz"):
-        out = args.file[: -len(".lmz")]
-    else:
-        raise UserError(f"{args.file} does not end in .lmz: say where to write with -o")
-    if out != "-" and Path(out).exists():
-        raise UserError(f"{out} exists; give another name with -o or remove it")
-    archive = _read_input(args.file)
-    data = decompress(archive, _base_run(args.model), quiet=args.quiet,
-                      name="the archive" if args.file == "-" else args.file)
-    _write_output(out, data)
-
-
-def cmd_report(args) -> None:
-    from longmem import report
-
-    run = RunDir(args.run_dir)
-    print(report.build(run, Path(args.out) if args.out else run.path / "report.html", args.text, args.chars,
-                       args.backend, best=args.checkpoint == "best"))
-
-
-def cmd_graph(args) -> None:
-    from longmem import engine as eng, graph
-    from longmem.files import atomic_write
-    from longmem.rundir import load
-
-    run = RunDir(args.run_dir)
-    snap = load(run)
-    if args.full:
-        from longmem.train import Trainer
-
-        snap.config.train.device, snap.config.train.devices = "cpu", "1"  # drawn here, on one device
-        trainer = Trainer(snap.config, snap.params, eng.configure(args.backend or snap.config.train.backend, "cpu"))
-        dot = graph.full(trainer.step_fn, f"{run.path.name}: the compiled training step")
-    else:
-        dot = graph.flow_chart(snap.config, len(snap.vocab))
-    out = Path(args.out) if args.out else run.path / ("graph-full.svg" if args.full else "graph.svg")
-    atomic_write(out, graph.svg(dot))
-    print(out)
-
-
-def cmd_plot(args) -> None:
-    from longmem import plot
-
-    runs = [RunDir(item) for item in args.items if RunDir(item).exists()]
-    names = args.items[len(runs) :]
-    if not runs or any(RunDir(n).exists() for n in names):
-        raise UserError("give the run directories first, then the names to plot")
-    labels = args.names or ([r.path.name for r in runs] if len(runs) > 1 else [""])
-    if len(labels) != len(runs):
-        raise UserError(f"--names gives {len(labels)} labels for {len(runs)} runs")
-    if args.smooth < 1:
-        raise UserError("--smooth must be at least 1")
-    opts = plot.Options(args.smooth, plot.parse_crop(args.crop), plot.parse_select(args.select), args.diff)
-    for path in plot.plot_runs(runs, labels, names, opts, Path(args.out) if args.out else None, args.show):
-        print(path)
-
-
-def cmd_inspect(args) -> None:
-    from longmem import checkpoint
-    from longmem.rundir import load
-
-    from longmem.train import TrainState, finished, learning_rate
-
-    snap = load(RunDir(args.run_dir))
-    state = snap.meta["state"]
-    report = {
-        "step": state["step"],
-        "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0)),
-        "epoch": state["cursor"]["epoch"],
-        "checkpoint": snap.path.name,
-        "best_step": state.get("best_step"),
-        "best_bpc": state.get("best_bpc"),
-        "lr": learning_rate(snap.config.optim, TrainState.from_meta(state, str(snap.path))),
-        "params": int(sum(a.size for a in snap.params.values())),
-        "digest": checkpoint.digest(snap.params),
-        "vocab_size": len(snap.vocab),
-        "config": snap.config.to_dict(),
-    }
-    if args.json:
-        print(json.dumps(report))
-        return
-    print(f"run         {args.run_dir}")
-    print(f"step        {report['step']} (epoch {report['epoch']}, {report['checkpoint']})")
-    print(f"lr          {report['lr']:.4g} for the next step")
-    if report["best_step"] is not None:
-        print(f"best        step {report['best_step']}: {report['best_bpc']:.3f} bits/char on "
-              f"{snap.config.train.eval_split} (longmem eval --checkpoint best)")
-    print(f"parameters  {report['params']:,} in {len(snap.params)} arrays")
-    print(f"digest      sha256:{report['digest']}")
-    for name in sorted(snap.params):
-        print(f"  {name:14s} {snap.params[name].shape}")
-    for section, values in report["config"].items():
-        print(f"{section:11s} " + ", ".join(f"{k}={v}" for k, v in values.items()))
+COMMANDS = {
+    "train": (train_flags, cmd_train),
+    "sample": (sample_flags, cmd_sample),
+    "eval": (eval_flags, cmd_eval),
+    "guess": (guess_flags, cmd_guess),
+    "plot": (plot_flags, cmd_plot),
+    "caesar": (caesar_flags, cmd_caesar),
+    "memory": (memory_flags, cmd_memory),
+    "compare": (compare_flags, cmd_compare),
+    "compress": (compress_flags, cmd_compress),
+    "decompress": (decompress_flags, cmd_decompress),
+    "report": (report_flags, cmd_report),
+    "graph": (graph_flags, cmd_graph),
+    "inspect": (inspect_flags, cmd_inspect),
+}
 
 
 if __name__ == "__main__":

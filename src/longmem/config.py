@@ -8,18 +8,41 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import math
-from pathlib import Path
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from longmem.errors import UserError
 
 DEFAULT_STEPS = 2000  # when neither --steps nor --minutes is given
 FORMAT = 1  # of the configuration saved in config.json and in checkpoints
 
 
 def opt(default, help: str, **cli):
-    """A field shown on the command line, with its help text."""
+    """A field shown on the command line, with its help text. `choices` may be a
+    function that returns them (a registry's names, read when the flags are built);
+    `per_net` is the value of a model option for the nets that do not read it."""
+    if isinstance(default, list):  # a fresh list for every instance
+        return field(default_factory=lambda: list(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})
+
+
+def registry(module: str, name: str):
+    """The names in the registry `name` of `module`, as a function for `opt(choices=...)`:
+    the registries' modules import this one, so they are read when the flags are built."""
+
+    def names() -> list[str]:
+        return list(getattr(importlib.import_module(module), name))
+
+    return names
+
+
+def choices(f: dataclasses.Field) -> list | None:
+    """The values a field may take, when it names them."""
+    found = f.metadata.get("choices")
+    return found() if callable(found) else found
 
 
 @dataclass
@@ -28,7 +51,7 @@ class ModelConfig:
         "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; model1: the "
         "original's LSTM that learns what another does, needs --base; model2: the original's 'waves', "
         "two LSTMs that feed each other; caesar: the first experiment's net, see `longmem caesar`)",
-        choices=["lstm", "hmlstm", "model1", "model2", "caesar"])
+        choices=registry("longmem.nets", "NETS"))
     layers: int = opt(1, "number of stacked LSTM layers")
     hidden: int = opt(256, "LSTM cells per layer")
     init_scale: float = opt(
@@ -39,7 +62,7 @@ class ModelConfig:
     dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
     weight_drop: float = opt(
         0.3, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
-        "dropped with this probability, one mask per training step (other models: none)")
+        "dropped with this probability, one mask per training step (other models: none)", per_net=0.0)
     hidden_b: int | None = opt(None, "model2: cells of LSTM B; model1: of stage 2 (default: twice --hidden)")
     base: str | None = opt(None, "model1: the finished one-layer lstm run (same text) that is stage 1")
     stage2_steps: int = opt(1000, "model1: steps that train stage 2 before stage 3 learns")
@@ -48,13 +71,12 @@ class ModelConfig:
     slope_rate: float = opt(
         0.0005, "hmlstm: the boundary detectors' hard-sigmoid slope grows by this per step, from 1 to 5"
     )
-    vocab_size: int = 0  # set from the training text
 
 
 @dataclass
 class OptimConfig:
     optimizer: str = opt(
-        "rmsprop", "update rule", choices=["sgd", "rmsprop", "rmsprop-global", "adam"]
+        "rmsprop", "update rule", choices=registry("longmem.optim", "RULES")
     )
     lr: float = opt(5e-3, "learning rate")
     lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
@@ -72,7 +94,7 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    corpus: str = opt("python-docs", "built-in corpus", choices=["python-docs", "huck-finn"])
+    corpus: str = opt("python-docs", "built-in corpus", choices=registry("longmem.corpus", "CORPORA"))
     text: str | None = opt(None, "train on this UTF-8 file instead of a built-in corpus")
     letters: int | None = opt(
         None, "keep only the first N ASCII letters of the text, lower-cased, with the 26 letters "
@@ -107,12 +129,16 @@ class TrainConfig:
     )
     track_every: int = opt(10, "steps between records of tracked values")
     track_max: int = opt(100, "at most this many elements kept of a tracked value")
-    backend: str = opt("jax", "execution backend", choices=["jax", "c", "numba"])
-    device: str = opt("cpu", "device (gpu needs JAX's CUDA build)", choices=["cpu", "gpu"])
+    backend: str = opt("jax", "execution backend", choices=registry("longmem.engine", "BACKENDS"))
+    device: str = opt("cpu", "device (gpu needs JAX's CUDA build)", choices=registry("longmem.engine", "DEVICES"))
     devices: str = opt(
         "1", "split the streams over this many devices of --device (a number, or all): data "
         "parallel, with the gradients summed by XLA; --batch must divide evenly among them"
     )
+
+    def chars(self, steps: int) -> int:
+        """The training characters that `steps` steps read."""
+        return steps * self.batch * self.seq
 
 
 @dataclass
@@ -135,10 +161,32 @@ class CaesarConfig:
     track: list[str] | None = opt(None, "more values to record (default: hidden.b, out.b)", nargs="+")
     track_every: int = opt(1, "steps between records of tracked values")
     track_max: int = opt(100, "at most this many elements kept of a tracked value")
-    backend: str = opt("jax", "execution backend", choices=["jax", "c", "numba"])
+    backend: str = opt("jax", "execution backend", choices=registry("longmem.engine", "BACKENDS"))
 
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1.0 if self.optimizer == "sgd" else 0.05)
+
+
+@dataclass
+class CompressConfig:
+    """The settings of `longmem compress`, recorded in every archive.
+
+    The defaults were tuned on Huck Finn (see the README): few rows, short windows,
+    a high learning rate and one replay make an online model learn fast per byte;
+    the context models mixed in carry it where it knows least (early, and long
+    repeats). Field names are the archive header's: renaming one is a new format.
+    """
+
+    segments: int = opt(16, "rows coded in lockstep (B)")
+    window: int = opt(10, "symbols per training step (T)")
+    hidden: int = opt(128, "LSTM cells")
+    layers: int = opt(1, "LSTM layers")
+    lr: float = opt(0.03, "learning rate")
+    optimizer: str = opt("adam", "update rule", choices=["sgd", "rmsprop", "adam"])
+    replay: int = opt(1, "extra training steps per window on earlier windows")
+    seed: int = opt(0, "seed of the initial weights")
+    orders: list[int] = opt([1, 2, 3, 4, 5, 6, 8, 12], "orders of the context models mixed with the LSTM "
+                            "(none: the LSTM alone)", nargs="*")
 
 
 @dataclass
@@ -160,7 +208,8 @@ class RunConfig:
         for key, section in SECTIONS.items():
             values = d.get(key, {})
             if isinstance(values, dict):
-                values = {**BEFORE.get(key, {}), **values}
+                values = {**LEGACY_DEFAULTS.get(key, {}), **values}
+                values = {k: v for k, v in values.items() if k not in RETIRED.get(key, ())}
             known = {f.name for f in dataclasses.fields(section)}
             unknown = sorted(set(values) - known) if isinstance(values, dict) else ["(not a mapping)"]
             if unknown:
@@ -172,8 +221,6 @@ class RunConfig:
 
 
 def _unknown(source: str, name: str, fmt: int):
-    from longmem.errors import UserError
-
     raise UserError(
         f"{source}: unknown field {name!r} (configuration format {fmt}; this longmem reads "
         f"format {FORMAT}: was the run made by another version?)"
@@ -187,7 +234,8 @@ RANGES = {
     **{name: (1, None, True, None) for name in (
         "layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
         "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every", "lr_patience",
-        "letters", "passes", "hidden_b")},
+        "letters", "passes", "hidden_b", "segments", "window")},
+    "replay": (0, None, True, None),
     "lr": (0, None, False, None),
     "lr_decay": (0, None, False, None),
     "lr_plateau": (0, 1, False, True),
@@ -214,10 +262,11 @@ RANGES = {
 
 def check(section) -> None:
     """Refuse a value of `section` (any config dataclass) that cannot work, naming its flag."""
-    from longmem.errors import UserError
-
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
+        allowed = choices(f)
+        if allowed is not None and value is not None and value not in allowed:
+            raise UserError(f"--{f.name.replace('_', '-')} {value} is not one of {', '.join(allowed)}")
         if value is None or f.name not in RANGES:
             continue
         lo, hi, lo_ok, hi_ok = RANGES[f.name]
@@ -239,14 +288,14 @@ def _describe(lo, hi, lo_ok, hi_ok) -> str:
 def validate(cfg: RunConfig) -> RunConfig:
     """Refuse values that cannot work, with the flag's name; resolve the defaults
     that depend on other fields, so that config.json can repeat the run."""
-    from longmem.errors import UserError
-
     for section in (cfg.model, cfg.optim, cfg.data, cfg.train):
         check(section)
-    if cfg.model.weight_drop > 0 and cfg.model.model != "lstm":
-        raise UserError(f"--weight-drop is for --model lstm, not {cfg.model.model}")
-    if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
-        raise UserError("--val-fraction and --test-fraction must sum below 1")
+    for f in _per_net(cfg.model.model, reads=False):
+        if getattr(cfg.model, f.name) != f.metadata["per_net"]:
+            readers = [name for name, net in _nets().items() if f.name in getattr(net, "OPTIONS", ())]
+            raise UserError(f"--{f.name.replace('_', '-')} is for --model {', '.join(readers)}, "
+                            f"not {cfg.model.model}")
+    check_fractions(cfg.data.val_fraction, cfg.data.test_fraction)
     if cfg.train.steps is None and cfg.train.minutes is None:
         cfg.train.steps = DEFAULT_STEPS
     for section, name in ((cfg.data, "text"), (cfg.model, "base")):  # usable from any folder
@@ -255,16 +304,45 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The held-out fractions must leave some text to train on."""
+    if val_fraction + test_fraction >= 1:
+        raise UserError("--val-fraction and --test-fraction must sum below 1")
+
+
 def validate_caesar(cfg: CaesarConfig) -> CaesarConfig:
     """As `validate`, for the Caesar experiment; the learning rate is resolved."""
-    check(cfg)
     cfg.lr = cfg.learning_rate()
     check(cfg)
     return cfg
 
 
+def check_compress(cfg: CompressConfig) -> None:
+    """As `check`, and the context models' orders must be different, from 1 to 32."""
+    check(cfg)
+    if any(not 1 <= k <= 32 for k in cfg.orders) or len(set(cfg.orders)) != len(cfg.orders):
+        raise UserError("--orders must be different numbers from 1 to 32")
+
+
+def _nets() -> dict:
+    """The registry of nets; they import this module, so it is read when needed."""
+    return importlib.import_module("longmem.nets").NETS
+
+
+def _per_net(model: str, reads: bool) -> list[dataclasses.Field]:
+    """The model options (ModelConfig fields marked per_net) that the net `model` reads,
+    or those it does not."""
+    net = _nets().get(model)
+    options = getattr(net, "OPTIONS", ())
+    return [f for f in dataclasses.fields(ModelConfig)
+            if "per_net" in f.metadata and (f.name in options) == reads]
+
+
 # Fields whose default changed when they were added: what runs saved without them did.
-BEFORE = {"model": {"weight_drop": 0.0}, "optim": {"lr_plateau": 1.0}}
+LEGACY_DEFAULTS = {"model": {"weight_drop": 0.0}, "optim": {"lr_plateau": 1.0}}
+
+# Fields that runs of earlier versions saved and this one no longer has: ignored when read.
+RETIRED = {"model": {"vocab_size"}}
 
 SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig, "train": TrainConfig}
 
@@ -279,26 +357,34 @@ def add_arguments(parser: argparse.ArgumentParser, section: type) -> None:
         if "help" not in f.metadata:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = _field_type(f)
-        extra = {k: f.metadata[k] for k in ("choices", "nargs") if k in f.metadata}
+        extra = {"choices": choices(f)} if "choices" in f.metadata else {}
+        extra |= {"nargs": f.metadata["nargs"]} if "nargs" in f.metadata else {}
         parser.add_argument(
             flag,
             dest=f.name,
-            type=kind,
+            type=_field_type(section, f),
             default=None,
             metavar=None if "choices" in extra else f.name.upper(),
-            help=f"{f.metadata['help']}" + ("" if f.default is None else f" (default: {f.default})"),
+            help=f"{f.metadata['help']}" + ("" if _default(f) is None else f" (default: {_show(_default(f))})"),
             **extra,
         )
 
 
-def _field_type(f: dataclasses.Field):
-    text = str(f.type)
-    for name, kind in (("int", int), ("float", float)):
-        if text.startswith(name):
-            return kind
-    return str
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _field_type(section: type, f: dataclasses.Field):
+    """What a flag's text becomes: the field's type, the type of its items for a list,
+    and without None for an optional field (`int | None` -> int)."""
+    kind = typing.get_type_hints(section)[f.name]
+    while typing.get_args(kind):
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind
 
 def overrides(args: argparse.Namespace, section: type) -> dict:
     """The fields of `section` given on the command line."""
@@ -313,6 +399,7 @@ def overrides(args: argparse.Namespace, section: type) -> dict:
 def from_args(args: argparse.Namespace) -> RunConfig:
     """A fresh run's configuration: defaults, replaced by what was given."""
     cfg = RunConfig(**{key: cls(**overrides(args, cls)) for key, cls in SECTIONS.items()})
-    if cfg.model.model != "lstm" and getattr(args, "weight_drop", None) is None:
-        cfg.model.weight_drop = 0.0  # the default is the lstm's
+    for f in _per_net(cfg.model.model, reads=False):  # their defaults are for the nets that read them
+        if getattr(args, f.name, None) is None:
+            setattr(cfg.model, f.name, f.metadata["per_net"])
     return cfg

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from longmem.config import DataConfig, check, check_fractions
 from longmem.errors import UserError
-from longmem.files import atomic_write, sha256
+from longmem.files import atomic_write, cache_dir, sha256
 
 HUCK_FINN_URL = "https://www.gutenberg.org/cache/epub/76/pg76.txt"
 URL_ENV = "LONGMEM_HUCK_FINN_URL"
-CACHE_ENV = "LONGMEM_CACHE_DIR"
 CHUNK = 1 << 20  # characters (or bytes) handled at a time
 
 Chunks = Callable[[], Iterator[str]]
@@ -127,12 +127,10 @@ def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
     `letters`, only its first that many ASCII letters (see `letters_of`)."""
     if text is not None:
         chunks, name = file_chunks(text), str(text)
-    elif corpus == "python-docs":
-        chunks, name = string_chunks(python_docs()), corpus
-    elif corpus == "huck-finn":
-        chunks, name = file_chunks(huck_finn_path()), corpus
+    elif corpus in CORPORA:
+        chunks, name = CORPORA[corpus](), corpus
     else:
-        raise UserError(f"unknown corpus {corpus!r}; choose python-docs or huck-finn")
+        raise UserError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
     if letters is not None:
         return Corpus(f"the first {letters} letters of {name}", Vocab(string.ascii_lowercase),
                       letters_of(chunks, letters, name))
@@ -166,12 +164,6 @@ def python_docs() -> str:
     return "\n\n".join(topics[key] for key in sorted(topics))
 
 
-def cache_dir() -> Path:
-    import platformdirs
-
-    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("longmem"))
-
-
 def huck_finn_path() -> Path:
     """Project Gutenberg ebook 76, downloaded once and cached with its SHA-256."""
     path = cache_dir() / "huck-finn.txt"
@@ -199,6 +191,13 @@ def huck_finn_path() -> Path:
     return path
 
 
+# The built-in corpora (--corpus NAME): each a function that gives its text's chunks.
+CORPORA = {
+    "python-docs": lambda: string_chunks(python_docs()),
+    "huck-finn": lambda: file_chunks(huck_finn_path()),
+}
+
+
 def strip_gutenberg(text: str) -> str:
     """The book without Project Gutenberg's header and licence footer."""
     text = text.replace("\r\n", "\n")
@@ -217,8 +216,13 @@ def split(n: int, val_fraction: float, test_fraction: float) -> dict[str, list[i
     The last `val_fraction` is validation and the `test_fraction` before it is
     test, so the held-out text is never seen in training.
     """
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise UserError("--val-fraction and --test-fraction must be in [0, 1) and sum below 1")
+    check(DataConfig(val_fraction=val_fraction, test_fraction=test_fraction))
+    check_fractions(val_fraction, test_fraction)
     val_start = n - int(round(n * val_fraction))
     test_start = val_start - int(round(n * test_fraction))
     return {"train": [0, test_start], "test": [test_start, val_start], "val": [val_start, n]}
+
+
+def parts(codes: np.ndarray, bounds: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """The codes of each part that `split` bounds (views, not copies)."""
+    return {name: codes[a:b] for name, (a, b) in bounds.items()}

@@ -2,7 +2,7 @@
 variables and compiled functions.
 
 PyTensor compiles a graph through a *mode*. longmem uses JAX by default (the
-fastest here, see ARCHITECTURE.md), and PyTensor's C ("CVM") and Numba linkers
+fastest here, see docs/performance.md), and PyTensor's C ("CVM") and Numba linkers
 for comparison and for machines without JAX.
 """
 
@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from longmem.errors import UserError
+from longmem.files import cache_dir
 
 BACKENDS = ("jax", "c", "numba")
 DEVICES = ("cpu", "gpu")
@@ -92,8 +93,6 @@ def _keep_compiled() -> None:
 
     if jax.config.jax_compilation_cache_dir:
         return
-    from longmem.corpus import cache_dir
-
     jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
     jax.config.update("jax_compilation_cache_max_size", 1 << 30)
 
@@ -212,13 +211,15 @@ def inputs(arrays: dict[str, np.ndarray]) -> dict:
     return {name: pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in arrays.items()}
 
 
-def compile_function(inputs, outputs, mode, updates=None, name: str | None = None):
+def compile_function(inputs, outputs, mode, updates=None, name: str | None = None, unused_ok: bool = False):
     """Compile a PyTensor function in `mode` (a name, or a Mode such as `step_mode`'s;
-    one function per input shape)."""
+    one function per input shape). An input the outputs do not read is a wiring
+    mistake, unless `unused_ok` says it may be one (a net that ignores some input)."""
     import pytensor
 
     return pytensor.function(
-        inputs, outputs, updates=updates or [], mode=mode, name=name, on_unused_input="ignore"
+        inputs, outputs, updates=updates or [], mode=mode, name=name,
+        on_unused_input="ignore" if unused_ok else "raise",
     )
 
 

@@ -1,11 +1,15 @@
-"""Small file helpers: atomic writes and digests."""
+"""Small file helpers: atomic writes, digests, the cache folder, package versions."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import tempfile
+from importlib import metadata
 from pathlib import Path
+
+CACHE_ENV = "LONGMEM_CACHE_DIR"
 
 
 def sha256(data: bytes) -> str:
@@ -29,11 +33,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def cut_log(path: Path, size: int, whole) -> int:
+def cut_log(path: Path, size: int, complete_length) -> int:
     """Cut the log at `path` back to `size` bytes and return its new length.
 
     A file already shorter than `size` is never padded: it is cut to
-    `whole(data)`, the length of its complete records, which is returned.
+    `complete_length(data)`, the length of its complete records, which is returned.
     """
     if not path.exists():
         return 0
@@ -41,7 +45,7 @@ def cut_log(path: Path, size: int, whole) -> int:
         length = f.seek(0, os.SEEK_END)
         if length < size:
             f.seek(0)
-            size = whole(f.read())
+            size = complete_length(f.read())
         f.truncate(size)
     return size
 
@@ -62,6 +66,25 @@ def fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def cache_dir() -> Path:
+    """longmem's cache folder (downloads, compiled programs): $LONGMEM_CACHE_DIR, or the
+    user's cache folder."""
+    import platformdirs
+
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("longmem"))
+
+
+def versions(packages=("longmem", "pytensor", "jax", "jaxlib", "numpy"), missing="not installed") -> dict:
+    """The Python version and each package's installed version (`missing` where it is not)."""
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = missing
+    return found
 
 
 def _umask() -> int:

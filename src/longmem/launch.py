@@ -12,14 +12,15 @@ import numpy as np
 from longmem import checkpoint, engine, track
 from longmem.batches import Streams
 from longmem.config import RunConfig, validate
-from longmem.corpus import Vocab, split
+from longmem.corpus import Vocab, parts, split
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
 from longmem.files import cut_log, line_end, sha256
+from longmem.loop import Loop, TrainState
 from longmem.nets import NETS
 from longmem.rundir import RunDir
 from longmem.rundir import load as load_snapshot
-from longmem.train import Loop, Trainer, TrainState, streams_mesh
+from longmem.step import Trainer, streams_mesh
 
 # What may change when a run is resumed; anything else would make it another run.
 # The optimizer may not: its state (moments, running averages) would start from zero.
@@ -37,21 +38,20 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
     corpus = load_corpus(cfg.data.corpus, cfg.data.text, cfg.data.letters)
     bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
-    splits = {k: corpus.codes[a:b] for k, (a, b) in bounds.items()}
+    splits = parts(corpus.codes, bounds)
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     if cfg.train.backend == "jax":
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
-    cfg.model.vocab_size = len(corpus.vocab)
-    _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
-    run_dir = _writer(run_dir)
+    params = _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
+    run_dir = _own_run_dir(run_dir)
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
-    return _from_scratch(run_dir, cfg, corpus.vocab, splits, mode)
+    return _from_scratch(run_dir, cfg, corpus.vocab, splits, mode, params)
 
 
-def _from_scratch(run_dir, cfg, vocab, splits, mode) -> TrainState:
-    trainer = Trainer(cfg, _init_params(cfg, vocab), mode)
+def _from_scratch(run_dir, cfg, vocab, splits, mode, params) -> TrainState:
+    trainer = Trainer(cfg, params, mode)
     carried = trainer.net.init_state(cfg.model, cfg.train.batch)
     return Loop(run_dir, cfg, vocab, splits, trainer).run(TrainState(), carried)
 
@@ -102,7 +102,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     corpus = run_dir.load_text(info, cfg.data)
     splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0
-    writer = _writer(run_dir)
+    writer = _own_run_dir(run_dir)
     if writer is run_dir:  # the process that keeps the run tidies it
         for stale in run_dir.checkpoints.glob(".ckpt-*.tmp"):  # a write cut short by a kill
             stale.unlink()
@@ -118,7 +118,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
         writer.create(cfg, vocab, info["corpus"], info["split"], info["text_sha256"])
     if state is None:
         print(f"longmem: {run_dir.path} has no checkpoint yet; starting it again", file=sys.stderr)
-        return _from_scratch(writer, cfg, vocab, splits, mode)
+        return _from_scratch(writer, cfg, vocab, splits, mode, _init_params(cfg, vocab))
     _check_params(cfg, vocab, snap)
     trainer = Trainer(cfg, snap.params, mode)
     trainer.restore_optim(snap.optim, str(snap.path))
@@ -126,7 +126,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     return Loop(writer, cfg, vocab, splits, trainer).run(state, snap.state, snap.best)
 
 
-def _writer(run_dir: RunDir) -> RunDir:
+def _own_run_dir(run_dir: RunDir) -> RunDir:
     """Where this process writes the run: `run_dir` itself, except in processes 1, 2, ...
     of a run of several processes. They compute exactly what process 0 does and
     write it to a scratch folder of their own, removed when they exit; process 0
@@ -162,8 +162,7 @@ def _apply_changes(cfg: RunConfig, changes: dict[str, dict]) -> dict:
         for name, value in fields.items():
             if getattr(target, name) == value:
                 continue
-            allowed = section in RESUMABLE and (RESUMABLE[section] is None or name in RESUMABLE[section])
-            if not allowed:
+            if name not in RESUMABLE.get(section, ()):
                 flag = "--" + name.replace("_", "-")
                 raise UserError(
                     f"cannot change {flag} when resuming (the run has {flag} "

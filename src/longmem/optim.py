@@ -3,7 +3,7 @@
 Each takes the parameters (shared variables), their gradients and a learning
 rate (a symbolic scalar, so a schedule needs no recompilation) and returns a
 list of (shared variable, new value) pairs. Optimizer state lives in shared
-variables named after their parameter (`lstm.0.W.ms`), which is how checkpoints
+variables named after their parameter (`lstm.0.Wh.ms`), which is how checkpoints
 find and name it.
 """
 
@@ -79,17 +79,20 @@ def clip_by_norm(grads, max_norm: float):
     return [g * scale for g in grads], norm
 
 
+# The update rules by name (--optimizer), each with the constants it takes from an OptimConfig.
+RULES = {
+    "sgd": lambda params, grads, lr, cfg: sgd(params, grads, lr),
+    "rmsprop": lambda params, grads, lr, cfg: rmsprop(params, grads, lr, rho=cfg.rho, eps=cfg.eps),
+    "rmsprop-global": lambda params, grads, lr, cfg: rmsprop_global(params, grads, lr, rho=cfg.rho, eps=cfg.eps),
+    "adam": lambda params, grads, lr, cfg: adam(params, grads, lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps),
+}
+
+
 def build(name: str, params, grads, lr, cfg) -> Updates:
     """Updates for the optimizer `name` with the constants of an OptimConfig."""
-    if name == "sgd":
-        return sgd(params, grads, lr)
-    if name == "rmsprop":
-        return rmsprop(params, grads, lr, rho=cfg.rho, eps=cfg.eps)
-    if name == "rmsprop-global":
-        return rmsprop_global(params, grads, lr, rho=cfg.rho, eps=cfg.eps)
-    if name == "adam":
-        return adam(params, grads, lr, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
-    raise ValueError(f"unknown optimizer {name!r}")
+    if name not in RULES:
+        raise ValueError(f"unknown optimizer {name!r}")
+    return RULES[name](params, grads, lr, cfg)
 
 
 @dataclass

@@ -87,12 +87,16 @@ def transform(steps, values, select=None, crop=(None, None), diff=False, smooth=
     return steps, values
 
 
+# What each learning curve of metrics.jsonl is called in a legend.
+CURVE_NAMES = {"bpc": "training", "val_bpc": "validation", "train_bpc": "training text, evaluated"}
+
+
 def learning_curves(run: RunDir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Training and validation bpc from metrics.jsonl (a torn last line is skipped);
     only the curves that have records."""
     rows = run.metric_records()
     curves = {}
-    for key in ("bpc", "val_bpc", "train_bpc"):
+    for key in CURVE_NAMES:
         kept = [r for r in rows if key in r]
         if kept:
             curves[key] = (np.array([r["step"] for r in kept]), np.array([r[key] for r in kept]))
@@ -248,8 +252,7 @@ def _panel(runs: list[RunDir], labels: list[str], name: str, opts: Options) -> P
             for key, (steps, values) in found.items():
                 every_step.append(steps)
                 s, v = transform(steps, values, crop=opts.crop, smooth=opts.smooth)
-                text = {"bpc": "training", "val_bpc": "validation", "train_bpc": "training text, evaluated"}[key]
-                curves.append(Curve(f"{label} {text}".strip(), s, v))
+                curves.append(Curve(f"{label} {CURVE_NAMES[key]}".strip(), s, v))
             continue
         found = series(run, name)
         every_step.append(found.steps)

@@ -12,21 +12,19 @@
 from __future__ import annotations
 
 import json
-import platform
 import re
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from longmem import checkpoint
 from longmem.config import FORMAT, RunConfig
-from longmem.corpus import Corpus, Vocab
+from longmem.corpus import Corpus, Vocab, parts
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
-from longmem.files import atomic_write, sha256
+from longmem.files import atomic_write, sha256, versions
 
 
 class RunDir:
@@ -60,6 +58,7 @@ class RunDir:
                     f"{self.path} already holds a run; continue it with --resume {self.path} "
                     "or choose another --run-dir"
                 )
+            # Caesar runs made before 496e508 said "experiment" in config.json: never restarted.
             if not restart_unfinished or "experiment" in info:
                 raise UserError(f"{self.path} already holds a run; choose another --run-dir")
             self.clear()
@@ -152,7 +151,7 @@ class RunDir:
 
     def splits(self, info: dict, codes: np.ndarray) -> dict[str, np.ndarray]:
         """The train, test and validation parts of the codes, as recorded in config.json."""
-        return {name: codes[a:b] for name, (a, b) in info["split"].items()}
+        return parts(codes, info["split"])
 
     def read_config(self) -> dict:
         if not self.path.is_dir():
@@ -175,16 +174,6 @@ class RunDir:
     def run_config(self, info: dict) -> RunConfig:
         """The training configuration recorded in config.json."""
         return RunConfig.from_dict(info.get("config", {}), str(self.config), info.get("format", FORMAT))
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("longmem", "pytensor", "jax", "jaxlib", "numpy"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
 
 
 @dataclass
@@ -226,7 +215,7 @@ def load(run: RunDir, best: bool = False) -> Snapshot:
                             "held-out text yet, or an older longmem made it")
         params, step = parts["best"], meta["state"]["best_step"]
     return Snapshot(
-        RunConfig.from_dict(meta["config"], str(path), checkpoint.FORMAT),
+        RunConfig.from_dict(meta["config"], str(path)),
         Vocab(meta["vocab"]),
         params,
         parts["optim"],

@@ -201,7 +201,7 @@ class Writer:
         for path in self.paths():
             header = path.with_suffix(".json")
             size = record_dtype(json.loads(header.read_text())).itemsize if header.exists() else 1
-            kept[path.name] = cut_log(path, sizes.get(path.name, 0), lambda data: len(data) // size * size)
+            kept[path.name] = cut_log(path, sizes.get(path.name, 0), lambda data, size=size: len(data) // size * size)
         return kept
 
 

@@ -16,11 +16,13 @@ import pytensor.tensor as pt
 
 from longmem.config import ModelConfig
 from longmem.errors import UserError
+from longmem.nets import parts
 from longmem.nets.protocol import Diagram, Forward
 
 LETTERS = 26
 EXPLODES = None  # squared error can start near zero: only NaN or infinity stops a run
 BITS = False  # the loss is a squared error, not bits
+schedule = parts.unscheduled
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -43,10 +45,6 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return {}
 
 
-def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:
-    return {}
-
-
 def noise(cfg: ModelConfig, T: int, B: int) -> dict:
     return {}
 
@@ -61,9 +59,12 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
 
 def outputs(params: dict[str, np.ndarray]) -> np.ndarray:
     """The output activations (26, 26) for each input letter a..z, in NumPy."""
-    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    hidden = sigmoid(params["hidden.W"].astype(np.float64) + params["hidden.b"])
-    return sigmoid(hidden @ params["out.W"] + params["out.b"])
+    hidden = _sigmoid(params["hidden.W"].astype(np.float64) + params["hidden.b"])
+    return _sigmoid(hidden @ params["out.W"] + params["out.b"])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
 
 
 def target(x, y):
@@ -82,6 +83,10 @@ def log_probs(logits, target):
     """log of the target's output over the sum of the outputs: (T, B)."""
     lp = logits - pt.log(pt.exp(logits).sum(axis=-1, keepdims=True))
     return pt.take_along_axis(lp, target[..., None], axis=-1)[..., 0]
+
+
+def describe(cfg: ModelConfig) -> str:
+    return f"{LETTERS}-{cfg.hidden}-{LETTERS} logistic units"
 
 
 def diagram(cfg: ModelConfig) -> Diagram:

@@ -32,27 +32,26 @@ import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
-from longmem.nets.lstm import log_probs, project
+from longmem.nets import parts
+from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 (the protocol's)
 from longmem.nets.protocol import Diagram, Forward
 
-EXPLODES = 3.0
-BITS = True
 MAX_SLOPE = 5.0
+
+# A character language model, as parts.py defines one; its output is read from every layer.
+target, loss = parts.next_char, parts.cross_entropy
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Weights uniform in [-init_scale, init_scale], biases 0, forget-gate biases 1."""
-    s, H, L, V = cfg.init_scale, cfg.hidden, cfg.layers, vocab_size
-    uniform = lambda *shape: rng.uniform(-s, s, shape).astype(np.float32)  # noqa: E731
+    H, L, V, uniform = cfg.hidden, cfg.layers, vocab_size, parts.uniform(rng, cfg.init_scale)
     params = {}
     for layer in range(L):
-        b = np.zeros(4 * H + 1, np.float32)
-        b[H : 2 * H] = 1.0
         params[f"hm.{layer}.W"] = uniform(V if layer == 0 else H, 4 * H + 1)
         params[f"hm.{layer}.U"] = uniform(H, 4 * H + 1)
         if layer < L - 1:
             params[f"hm.{layer}.V"] = uniform(H, 4 * H + 1)
-        params[f"hm.{layer}.b"] = b
+        params[f"hm.{layer}.b"] = parts.lstm_bias(H, extra=1)  # the boundary unit's last
         params[f"hm.{layer}.E"] = uniform(H, H)
     params["out.gate"] = uniform(L * H, L)
     params["out.W"] = uniform(H, V)
@@ -92,8 +91,7 @@ def _step(xp_t, *args):
         s = s + h_prev[layer] @ U
         if layer < L - 1:
             s = s + z_prev[layer][:, None] * (h_prev[layer + 1] @ V)
-        i, f, o = (pt.sigmoid(s[:, k * H : (k + 1) * H]) for k in range(3))
-        g = pt.tanh(s[:, 3 * H : 4 * H])
+        i, f, o, g = parts.gates(s, H)
         flush = z_prev[layer][:, None]
         copy = (1 - flush) * (1 - z_below[:, None])
         c = copy * c_prev[layer] + (1 - copy) * ((1 - flush) * f * c_prev[layer] + i * g)
@@ -112,8 +110,7 @@ def _step(xp_t, *args):
 
 def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: dict | None = None) -> Forward:
     """Logits for a window x (T, B) of codes, from state h, c (L, B, H) and z (L, B)."""
-    L = sum(1 for name in params if name.endswith(".U"))
-    T, B = x.type.shape
+    L, T, B = state["h"].type.shape[0], *x.type.shape
     slope = (schedule or {}).get("slope", pt.constant(np.float32(1.0)))
     xp = params["hm.0.W"][x] + params["hm.0.b"]  # (T, B, 4H+1): an embedding lookup
     weights = []
@@ -147,13 +144,8 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     return Forward(logits, state, internals, {})
 
 
-def target(x, y):
-    return y
-
-
-def loss(fw: Forward, y):
-    """Mean cross-entropy of the targets, in nats."""
-    return -log_probs(fw.logits, y).mean()
+def describe(cfg: ModelConfig) -> str:
+    return f"{cfg.layers} x {cfg.hidden} cells"
 
 
 def diagram(cfg: ModelConfig) -> Diagram:

@@ -22,21 +22,24 @@ from pytensor.compile.builders import OpFromGraph
 from pytensor.gradient import DisconnectedType
 
 from longmem.config import ModelConfig
+from longmem.nets import parts
+from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 (the protocol's)
 from longmem.nets.protocol import Diagram, Forward
+
+# A character language model, as parts.py defines one.
+target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled
+OPTIONS = {"weight_drop"}  # the model options (per_net in config.py) it reads
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Weights uniform in [-init_scale, init_scale], biases 0, forget-gate biases 1."""
-    s, H, V = cfg.init_scale, cfg.hidden, vocab_size
+    H, V, uniform = cfg.hidden, vocab_size, parts.uniform(rng, cfg.init_scale)
     params = {}
     for layer in range(cfg.layers):
-        fan_in = V if layer == 0 else H
-        b = np.zeros(4 * H, np.float32)
-        b[H : 2 * H] = 1.0
-        params[f"lstm.{layer}.Wx"] = rng.uniform(-s, s, (fan_in, 4 * H)).astype(np.float32)
-        params[f"lstm.{layer}.Wh"] = rng.uniform(-s, s, (H, 4 * H)).astype(np.float32)
-        params[f"lstm.{layer}.b"] = b
-    params["out.W"] = rng.uniform(-s, s, (H, V)).astype(np.float32)
+        params[f"lstm.{layer}.Wx"] = uniform(V if layer == 0 else H, 4 * H)
+        params[f"lstm.{layer}.Wh"] = uniform(H, 4 * H)
+        params[f"lstm.{layer}.b"] = parts.lstm_bias(H)
+    params["out.W"] = uniform(H, V)
     params["out.b"] = np.zeros(V, np.float32)
     return params
 
@@ -47,10 +50,7 @@ OUTPUT_GRADS = ("dh", "dc", "di", "df", "do", "dg")  # the gradients a layer's o
 
 def _forward_step(xp_t, h_tm1, c_tm1, Wh):
     """One step: returns h_t, c_t and the four gate activations (B, H) each."""
-    H = Wh.type.shape[0]
-    z = xp_t + h_tm1 @ Wh  # (B, 4H)
-    i, f, o = pt.sigmoid(z[:, :H]), pt.sigmoid(z[:, H : 2 * H]), pt.sigmoid(z[:, 2 * H : 3 * H])
-    g = pt.tanh(z[:, 3 * H :])
+    i, f, o, g = parts.gates(xp_t + h_tm1 @ Wh, Wh.type.shape[0])  # from (B, 4H)
     c = f * c_tm1 + i * g
     return o * pt.tanh(c), c, i, f, o, g
 
@@ -142,10 +142,6 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return {"h": np.zeros(shape, np.float32), "c": np.zeros(shape, np.float32)}
 
 
-def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:
-    return {}
-
-
 def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
     """The dropout a training window needs: name -> (mask shape, drop probability)."""
     H, found = cfg.hidden, {}
@@ -167,8 +163,7 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     Internals, per layer (`lstm.l.h`, `.c` and the gates `.i .f .o .g`), are
     (T, B, H).
     """
-    layers = sum(1 for name in params if name.endswith(".Wh"))
-    T, B = x.type.shape
+    layers, T, B = state["h"].type.shape[0], *x.type.shape
     inp, internals, h_last, c_last = None, {}, [], []
     for i in range(layers):
         Wx, Wh, b = (params[f"lstm.{i}.{key}"] for key in ("Wx", "Wh", "b"))
@@ -184,36 +179,23 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     return Forward(logits, {"h": pt.stack(h_last), "c": pt.stack(c_last)}, internals, {})
 
 
-def project(x, W):
-    """x (..., n) @ W (n, m) -> (..., m) as one 2-D product.
-
-    PyTensor differentiates a batched product `x @ W` into one product per
-    leading index, summed afterwards: for the softmax layer of the default
-    model that took 15 of the training step's 130 ms, against about 3 for the
-    one product this gives.
-    """
-    rows = x.reshape((-1, x.shape[-1])) @ W
-    return rows.reshape((*(x.shape[i] for i in range(x.ndim - 1)), W.shape[-1]))
+def sizes(params: dict[str, np.ndarray]) -> tuple[int, int]:
+    """The layers and cells per layer of an lstm's parameters."""
+    return sum(1 for name in params if name.endswith(".Wh")), params["lstm.0.Wh"].shape[0]
 
 
-EXPLODES = 3.0  # cross-entropy starts near log V: three times that is divergence
-BITS = True  # the loss is a cross-entropy in nats, shown in bits per character too
+def add_symbol(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same LSTM with one more input symbol (its embedding zero) and one more output,
+    which it never predicts (its bias -30): `longmem compress` starts each row with it."""
+    out = dict(params)
+    out["lstm.0.Wx"] = np.concatenate([params["lstm.0.Wx"], np.zeros_like(params["lstm.0.Wx"][:1])])
+    out["out.W"] = np.concatenate([params["out.W"], np.zeros_like(params["out.W"][:, :1])], axis=1)
+    out["out.b"] = np.concatenate([params["out.b"], np.full(1, -30.0, params["out.b"].dtype)])
+    return out
 
 
-def target(x, y):
-    """A language model learns the next character."""
-    return y
-
-
-def loss(fw: Forward, y):
-    """Mean cross-entropy of the targets, in nats."""
-    return -log_probs(fw.logits, y).mean()
-
-
-def log_probs(logits, y):
-    """log p(y) for every position: logits (T, B, V), y (T, B) -> (T, B)."""
-    lp = pt.special.log_softmax(logits, axis=-1)
-    return pt.take_along_axis(lp, y[..., None], axis=-1)[..., 0]
+def describe(cfg: ModelConfig) -> str:
+    return f"{cfg.layers} x {cfg.hidden} cells"
 
 
 def diagram(cfg: ModelConfig) -> Diagram:

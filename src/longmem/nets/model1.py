@@ -27,13 +27,16 @@ from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
 from longmem.errors import UserError
-from longmem.nets.lstm import layer, log_probs, project
+from longmem.nets import parts
+from longmem.nets.lstm import layer
+from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 (the protocol's)
 from longmem.nets.protocol import Diagram, Forward
 
-EXPLODES = 3.0
-BITS = True
 BASE = True  # built on a finished run (--base)
 STAGES = ("stage1", "stage2", "stage3")
+
+# A character language model (stage 3's cross-entropy), as parts.py defines one.
+target, loss = parts.next_char, parts.cross_entropy
 
 
 def sizes(cfg: ModelConfig) -> tuple[int, int, int]:
@@ -47,14 +50,7 @@ def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator,
     size when only shapes matter), stages 2 and 3 uniform in [-init_scale,
     init_scale] with forget-gate biases 1."""
     H1, H2, H3 = sizes(cfg)
-    V, s = vocab_size, cfg.init_scale
-    uniform = lambda *shape: rng.uniform(-s, s, shape).astype(np.float32)  # noqa: E731
-
-    def bias(n):
-        b = np.zeros(4 * n, np.float32)
-        b[n : 2 * n] = 1.0
-        return b
-
+    V, uniform, bias = vocab_size, parts.uniform(rng, cfg.init_scale), parts.lstm_bias
     if base is not None:
         if set(base) != {"lstm.0.Wx", "lstm.0.Wh", "lstm.0.b", "out.W", "out.b"} or base["lstm.0.Wx"].shape[0] != V:
             raise UserError("model1's --base must be a one-layer lstm run on the same text")
@@ -106,7 +102,7 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     xp2 = p["stage2.Wx"][x] + project(delta, p["stage2.Wd"]) + p["stage2.b"]
     hs2, cs2, _ = layer(xp2, state["stage2.h"][0], state["stage2.c"][0], p["stage2.Wh"], T, B)
     pred = project(hs2, p["stage2.P"]) + p["stage2.p"]  # (T, B, H1): predicts delta(t + 1)
-    err = 0.5 * ((pred[:-1] - delta[1:]) ** 2).sum(axis=-1).mean() if T > 1 else pt.constant(np.float32(0))
+    err = parts.next_step_error(pred, delta, T)
     xp3 = p["stage3.Wx"][x] + project(zero_grad(pred), p["stage3.Wp"]) + p["stage3.b"]
     hs3, cs3, _ = layer(xp3, state["stage3.h"][0], state["stage3.c"][0], p["stage3.Wh"], T, B)
     out = hs3 * masks["stage3.dropout"] if masks else hs3
@@ -118,13 +114,8 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     return Forward(logits, new, internals, {"model1.stage2": _scaled(err, learns["stage2"])})
 
 
-def target(x, y):
-    return y
-
-
-def loss(fw: Forward, y):
-    """Stage 3's mean cross-entropy of the next character, in nats."""
-    return -log_probs(fw.logits, y).mean()
+def describe(cfg: ModelConfig) -> str:
+    return "stages of {} + {} + {} cells".format(*sizes(cfg))
 
 
 def diagram(cfg: ModelConfig) -> Diagram:

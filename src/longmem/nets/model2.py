@@ -25,12 +25,14 @@ import pytensor.tensor as pt
 from pytensor.gradient import zero_grad
 
 from longmem.config import ModelConfig
-from longmem.nets.lstm import log_probs, project
+from longmem.nets import parts
+from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 (the protocol's)
 from longmem.nets.protocol import Diagram, Forward
 
-EXPLODES = 3.0
-BITS = True
 STATE = ("a.h", "a.c", "b.h", "b.c", "u")
+
+# A character language model (A's cross-entropy), as parts.py defines one.
+target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled
 
 
 def sizes(cfg: ModelConfig) -> tuple[int, int]:
@@ -40,15 +42,8 @@ def sizes(cfg: ModelConfig) -> tuple[int, int]:
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Weights uniform in [-init_scale, init_scale], biases 0, forget-gate biases 1."""
-    s, V = cfg.init_scale, vocab_size
+    V, uniform, bias = vocab_size, parts.uniform(rng, cfg.init_scale), parts.lstm_bias
     A, B = sizes(cfg)
-    uniform = lambda *shape: rng.uniform(-s, s, shape).astype(np.float32)  # noqa: E731
-
-    def bias(n):
-        b = np.zeros(4 * n, np.float32)
-        b[n : 2 * n] = 1.0
-        return b
-
     return {
         "a.Wx": uniform(V, 4 * A), "a.Wu": uniform(A, 4 * A), "a.Wh": uniform(A, 4 * A), "a.b": bias(A),
         "b.Wx": uniform(A, 4 * B), "b.Wh": uniform(B, 4 * B), "b.b": bias(B),
@@ -68,14 +63,10 @@ def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
     return {"a.dropout": ((T, B, cfg.hidden), cfg.dropout)} if cfg.dropout > 0 else {}
 
 
-def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:
-    return {}
-
-
 def _cell(z, c_prev, n):
     """The LSTM update from the pre-activations z (B, 4n)."""
-    i, f, o = (pt.sigmoid(z[:, k * n : (k + 1) * n]) for k in range(3))
-    c = f * c_prev + i * pt.tanh(z[:, 3 * n :])
+    i, f, o, g = parts.gates(z, n)
+    c = f * c_prev + i * g
     return o * pt.tanh(c), c
 
 
@@ -108,19 +99,14 @@ def forward(params: dict, x, state: dict, masks: dict | None = None, schedule: d
     out = ha * masks["a.dropout"] if masks else ha
     logits = project(out, params["out.W"]) + params["out.b"]
     # u(t) predicts dc(t + 1): the window's last u has no target yet.
-    b_loss = 0.5 * ((u[:-1] - dc[1:]) ** 2).sum(axis=-1).mean() if T > 1 else pt.constant(np.float32(0))
+    b_loss = parts.next_step_error(u, dc, T)
     new = {name: v[-1][None] for name, v in zip(STATE, (ha, ca, hb, cb, u))}
     internals = {"a.h": ha, "a.c": ca, "b.h": hb, "b.c": cb, "u": u, "dc": dc}
     return Forward(logits, new, internals, {"model2.b_loss": b_loss})
 
 
-def target(x, y):
-    return y
-
-
-def loss(fw: Forward, y):
-    """A's mean cross-entropy of the next character, in nats."""
-    return -log_probs(fw.logits, y).mean()
+def describe(cfg: ModelConfig) -> str:
+    return "A {} + B {} cells".format(*sizes(cfg))
 
 
 def diagram(cfg: ModelConfig) -> Diagram:

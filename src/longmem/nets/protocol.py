@@ -37,6 +37,21 @@ A model module has:
         the node "x" (the window's characters) and "state" (carried in) to
         "logits" and "next state"; the loss and the optimizer are added
         around it
+    describe(cfg) -> str
+        its size in words, for the report's summary ("2 x 256 cells")
+    OPTIONS: set[str] (optional, default none)
+        the model options it reads among the ModelConfig fields marked
+        `per_net` (--weight-drop): the others are off for it, and refused
+        when given
+
+What several nets share (the language model's target and loss, initialisers,
+the LSTM's gates) is in parts.py.
+
+Internals are named `<part>.<value>`, the part dotted like the parameters
+(`lstm.0`, `hm.1`, `stage2`) and the value's name last. Where a part is an
+LSTM, the values are `h` (output), `c` (cell) and the gates `i`, `f`, `o`,
+`g` (input, forget, output, candidate), each (T, B, cells): the report reads
+cells from `.c` and gates from `.i .f .o`, whatever the model.
 """
 
 from __future__ import annotations
@@ -58,7 +73,7 @@ class Diagram:
     "" for data, "fixed" for a value passed on without gradient, "recurrent" for
     a value from the previous step), and groups of nodes drawn together."""
 
-    nodes: dict = field(default_factory=dict)  # id -> (label, kind: "data", "op", "param")
+    nodes: dict = field(default_factory=dict)  # id -> (label, kind: "data", "op", "loss")
     edges: list = field(default_factory=list)
     groups: dict = field(default_factory=dict)  # id -> (title, [node ids])
 

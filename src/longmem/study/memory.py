@@ -20,7 +20,7 @@ import numpy as np
 
 from longmem import plot
 from longmem.errors import UserError
-from longmem.sample import Predictor
+from longmem.predict import Predictor
 
 NEAR = 0.02  # bits: a context is "enough" when its bpc is this close to unlimited
 GAIN_AT = 64  # the long-context gain is bpc at this context minus unlimited

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import graph, memory, plot, track
+from longmem import checkpoint, plot, track
 from longmem.errors import UserError
 from longmem.files import atomic_write
-from longmem.ngram import KneserNey
+from longmem.nets import NETS
+from longmem.predict import cached_eval, heldout_codes, open_run
 from longmem.rundir import RunDir
-from longmem.sample import heldout, heldout_eval, open_run
+from longmem.study import graph, memory
+from longmem.study.ngram import KneserNey
 
 SATURATED = 0.1  # a gate below this is left-saturated, above 1 - this right-saturated
 NGRAM_ORDERS = (3, 5)
@@ -130,11 +132,11 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
     snap, predictor = open_run(run, backend, best)
     if not predictor.net.BITS:
         raise UserError(f"{run.path} is a {snap.config.model.model} run; a report reads models of text")
-    codes, what = heldout(run, snap, text)
-    evaluated = heldout_eval(run, snap, predictor, codes) if text is None else \
+    codes, what = heldout_codes(run, snap, text)
+    evaluated = cached_eval(run, snap, predictor, codes) if text is None else \
         predictor.evaluate_heldout(codes, snap.config.train.batch, snap.config.train.seq).to_dict()
     passage = codes[: chars + 1]
-    log_p, internals = predictor.inside(passage, snap.config.train.seq)
+    log_p, internals = predictor.internals(passage, snap.config.train.seq)
     passage_text = snap.vocab.decode(passage)
     bits = -log_p[np.arange(len(passage) - 1), passage[1:]] / np.log(2)  # log_p[i] predicts passage[i + 1]
     info = run.read_config()
@@ -215,19 +217,17 @@ def _colored(text: str, colors: list[str], titles: list[str] | None = None) -> s
 def _summary(run: RunDir, snap, evaluated: dict, what: str) -> str:
     cfg, state = snap.config, snap.meta["state"]
     t = cfg.train
-    params = int(sum(a.size for a in snap.params.values()))
-    rows = [["model", cfg.model.model], ["layers x cells", f"{cfg.model.layers} x {cfg.model.hidden}"],
-            ["parameters", f"{params:,}"], ["steps", f"{state['step']:,}"],
+    rows = [["model", cfg.model.model], ["size", NETS[cfg.model.model].describe(cfg.model)],
+            ["parameters", f"{checkpoint.count(snap.params):,}"], ["steps", f"{state['step']:,}"],
             ["parameters of step", f"{snap.step:,}"],
-            ["characters seen", f"{state['step'] * t.batch * t.seq:,}"],
+            ["characters seen", f"{t.chars(state['step']):,}"],
             ["training minutes", f"{state.get('elapsed', 0) / 60:.1f}"],
             [f"bits per character ({what})", f"{evaluated['bpc']:.3f}"],
             [f"next-letter accuracy ({what})", f"{evaluated['accuracy']:.1%}"]]
     curves = plot.learning_curves(run)
-    names = {"bpc": "training", "val_bpc": "validation", "train_bpc": "training text, evaluated"}
     parts = [_table(None, rows)]
     if curves:
-        lines = [plot.Curve(names[key], steps, values[:, None]) for key, (steps, values) in curves.items()]
+        lines = [plot.Curve(plot.CURVE_NAMES[key], steps, values[:, None]) for key, (steps, values) in curves.items()]
         parts.append(_image(plot.draw([plot.Panel("learning curves", "bits per character", lines)]),
                             "learning curves"))
     return _section("summary", "Run summary", *parts)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import memory
+from longmem import checkpoint
 from longmem.errors import UserError
 from longmem.files import atomic_write
 from longmem.plot import Curve, Panel, figure
+from longmem.predict import cached_eval, heldout_codes, open_run
 from longmem.rundir import RunDir
-from longmem.sample import heldout, heldout_eval, open_run
+from longmem.study import memory
 
 COLUMNS = [  # key, heading, format
     ("run", "run", "{}"), ("model", "model", "{}"), ("params", "parameters", "{:,}"),
@@ -35,16 +36,16 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
     """What the table says of one run (of its newest parameters, or with `best` those of
     its best evaluation), and its memory curve (test split, default contexts)."""
     snap, predictor = open_run(run, backend, best)
-    codes, _ = heldout(run, snap)
+    codes, _ = heldout_codes(run, snap)
     state, t = snap.meta["state"], snap.config.train
-    found = heldout_eval(run, snap, predictor, codes)
+    found = cached_eval(run, snap, predictor, codes)
     curve = memory.of_run(run, snap, predictor, codes, "test", positions, ks, seed)
-    timed = state.get("timed_steps", 0) * t.batch * t.seq
+    timed = t.chars(state.get("timed_steps", 0))
     best = int(np.argmin(val["bpc"])) if len(val["bpc"]) else None
     return {
         "run": label, "model": snap.config.model.model,
-        "params": int(sum(a.size for a in snap.params.values())),
-        "steps": state["step"], "params_step": snap.step, "chars_seen": state["step"] * t.batch * t.seq,
+        "params": checkpoint.count(snap.params),
+        "steps": state["step"], "params_step": snap.step, "chars_seen": t.chars(state["step"]),
         "train_minutes": state["elapsed"] / 60, "bpc": found["bpc"], "accuracy": found["accuracy"],
         "best_val_bpc": None if best is None else float(val["bpc"][best]),
         "best_val_minutes": None if best is None or np.isnan(val["minutes"][best]) else float(val["minutes"][best]),
@@ -96,4 +97,4 @@ def validation(run: RunDir) -> dict[str, np.ndarray]:
     steps = np.array([r["step"] for r in rows])
     return {"bpc": np.array([r["val_bpc"] for r in rows]),
             "minutes": np.array([r.get("elapsed", np.nan) / 60 for r in rows]),
-            "steps": steps, "chars": steps * t.batch * t.seq}
+            "steps": steps, "chars": t.chars(steps)}

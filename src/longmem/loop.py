@@ -16,18 +16,16 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
-import pytensor.tensor as pt
 
-from longmem import checkpoint, dropout, engine, optim, track
+from longmem import checkpoint, engine, track
 from longmem.batches import Cursor, Streams
 from longmem.config import OptimConfig, RunConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.files import fsync
-from longmem.nets import NETS
 from longmem.progress import Progress
 from longmem.rundir import RunDir
-from longmem.sample import Predictor
+from longmem.step import Trainer
 
 
 @dataclass
@@ -67,104 +65,28 @@ class TrainState:
             )
         return cls(**{**meta, "cursor": Cursor(**meta.get("cursor", {}))})
 
-
-def streams_mesh(t):
-    """The devices TrainConfig `t` splits its streams over (None: one device)."""
-    mesh = engine.mesh(t.device, t.devices)
-    if mesh is not None and t.batch % mesh.size:
-        raise UserError(f"--batch {t.batch} cannot be split evenly over {mesh.size} devices")
-    return mesh
+def summary(snap) -> dict:
+    """What `longmem inspect` says of a run's newest checkpoint (a rundir.Snapshot)."""
+    state = snap.meta["state"]
+    return {
+        "step": state["step"],
+        "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0)),
+        "epoch": state["cursor"]["epoch"],
+        "checkpoint": snap.path.name,
+        "best_step": state.get("best_step"),
+        "best_bpc": state.get("best_bpc"),
+        "lr": learning_rate(snap.config.optim, TrainState.from_meta(state, str(snap.path))),
+        "params": checkpoint.count(snap.params),
+        "digest": checkpoint.digest(snap.params),
+        "vocab_size": len(snap.vocab),
+        "config": snap.config.to_dict(),
+    }
 
 
 def learning_rate(o: OptimConfig, state: TrainState) -> float:
     """The learning rate of the next step: --lr, decayed every --lr-decay-every steps
     and at every plateau of the held-out loss."""
     return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
-
-
-class Trainer:
-    """The network's shared variables and its compiled training step.
-
-    step_fn(x, y, *state, lr, step, *scheduled) -> (*new state, *tracked values),
-    with the state in the order of the model's init_state, `step` the training
-    step's number (uint32, the counter of its dropout masks), the scheduled
-    values in the order of its schedule and the tracked values those named in
-    `self.tracked` (the defaults first).
-    """
-
-    def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
-        started = time.monotonic()
-        self.cfg, self.mode = cfg, mode
-        self.net = NETS[cfg.model.model]
-        self.params = engine.share_all(params)
-        self.predictor = Predictor(self.params, cfg.model, mode)
-        self.tracked = track.names([*track.DEFAULTS, *(cfg.train.track or [])])
-        self.noise = self.net.noise(cfg.model, cfg.train.seq, cfg.train.batch)
-        self.step_fn, self.optim_state = self._compile_step()
-        self.compile_seconds = time.monotonic() - started
-
-    def _compile_step(self):
-        t = self.cfg.train
-        x = pt.tensor("x", dtype="int32", shape=(t.seq, t.batch))
-        y = pt.tensor("y", dtype="int32", shape=(t.seq, t.batch))
-        state = engine.inputs(self.net.init_state(self.cfg.model, t.batch))
-        lr = pt.scalar("lr", dtype="float32")
-        counter = pt.scalar("step", dtype="uint32")
-        schedule = {name: pt.scalar(name, dtype="float32") for name in self.net.schedule(self.cfg.model, 0)}
-        masks = dropout.multipliers(self.noise, t.seed, counter)
-        fw = self.net.forward(self.params, x, state, masks, schedule)
-        loss = self.net.loss(fw, self.net.target(x, y))
-        step = optim.minimize(loss + sum(fw.losses.values()), self.params, lr, self.cfg.optim)
-        # `loss` (logged, in bits per character when the model's loss is in nats, and
-        # held to its explosion rule) is the model's own loss; extra terms are tracked
-        # by name, and the step minimizes their sum ("total_loss").
-        step.sources |= {"loss": loss, "total_loss": step.sources["loss"]}
-        # Internals are tracked as their mean over the window and the streams;
-        # extra loss terms always, so that they are recorded and plotted.
-        internals = {name: value.mean(axis=(0, 1)) for name, value in fw.internals.items()}
-        self.tracked = track.names([*self.tracked, *fw.losses])
-        tracked = track.resolve(self.tracked, step.sources | internals | fw.losses)
-        mesh = streams_mesh(t) if self.mode == "JAX" else None
-        # The streams of x, y and the state are split over the devices (axis 1 of each).
-        mode = engine.step_mode(self.mode, mesh, split_inputs=2 + len(state), split_outputs=len(state))
-        fn = engine.compile_function(
-            [x, y, *state.values(), lr, counter, *schedule.values()],
-            [*fw.state.values(), *tracked.values()],
-            mode, step.updates, "train_step",
-        )
-        # Trainer.step gives the right types; unchecked, the state stays on the devices.
-        fn.trust_input = True
-        return fn, step.state
-
-    def step(self, x, y, state: dict, step: int, lr: float) -> tuple[dict, dict]:
-        """Training step number `step` (from 0) at learning rate `lr`: the new state and the
-        tracked values by name."""
-        scheduled = [np.float32(v) for v in self.net.schedule(self.cfg.model, step).values()]
-        out = self.step_fn(x, y, *state.values(), np.float32(lr), np.uint32(step), *scheduled)
-        return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
-
-    def values(self) -> dict[str, np.ndarray]:
-        """The parameters' values now, on the host."""
-        return {k: engine.to_numpy(v.get_value()) for k, v in self.params.items()}
-
-    def arrays(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every array a checkpoint holds, named `param/...`, `optim/...`, `state/...`."""
-        out = {f"param/{k}": v for k, v in self.values().items()}
-        out |= {f"optim/{k}": engine.to_numpy(v.get_value()) for k, v in self.optim_state.items()}
-        out |= {f"state/{k}": v for k, v in state.items()}
-        return out
-
-    def restore_optim(self, values: dict[str, np.ndarray], source: str = "the checkpoint") -> None:
-        """Set the optimizer's state from a checkpoint, which must hold all of it."""
-        missing = sorted(set(self.optim_state) - set(values))
-        if missing:
-            raise checkpoint.CheckpointError(
-                f"{source} has no optimizer state {missing[0]!r} ({len(missing)} missing) for "
-                f"--optimizer {self.cfg.optim.optimizer}; it cannot be resumed as it was"
-            )
-        for name, var in self.optim_state.items():
-            var.set_value(values[name].astype(var.dtype))
-
 
 class StopFlag:
     """Set by SIGTERM or SIGINT: finish the step, checkpoint, exit cleanly."""
@@ -191,15 +113,33 @@ def finished(t, step: int, elapsed: float) -> bool:
     return t.minutes is not None and elapsed >= t.minutes * 60
 
 
+@dataclass
+class Clock:
+    """Where this process took the run up: the monotonic time then (less its compiling,
+    which the run's wall clock counts too), the run's elapsed seconds and its step."""
+
+    started: float
+    elapsed: float
+    step: int
+
+
+@dataclass
+class Pace:
+    """Timed training steps and their seconds since the last metrics line."""
+
+    steps: int = 0
+    seconds: float = 0.0
+
+
 class Loop:
-    """One run's training: step, log, evaluate, sample, track, checkpoint, stop."""
+    """One run's training: step, track, evaluate, log, sample, checkpoint, stop."""
 
     def __init__(self, run_dir: RunDir, cfg: RunConfig, vocab: Vocab, splits: dict, trainer: Trainer):
         self.run_dir, self.cfg, self.vocab, self.splits, self.trainer = run_dir, cfg, vocab, splits, trainer
         self.streams = Streams(splits["train"], cfg.train.batch, cfg.train.seq)
         self.tracks = track.Writer(run_dir.tracks, cfg.train.track_max)
         self.goal = cfg.train.steps
-        self.since_log = [0, 0.0]  # timed steps and their seconds since the last metrics line
+        self.pace = Pace()
 
     def run(self, state: TrainState, carried: dict[str, np.ndarray], best: dict | None = None) -> TrainState:
         """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end.
@@ -211,7 +151,7 @@ class Loop:
         t, trainer = self.cfg.train, self.trainer
         self.best = best or {}
         # The wall clock of the run counts this process's compiling too.
-        self.clock = (time.monotonic() - trainer.compile_seconds, state.elapsed, state.step)
+        self.clock = Clock(time.monotonic() - trainer.compile_seconds, state.elapsed, state.step)
         last_save, saved = time.monotonic(), None
         self.progress = Progress(self.goal, state.step)
         with StopFlag() as stop, self.progress, contextlib.closing(self.tracks):
@@ -224,10 +164,11 @@ class Loop:
                 loss = float(values["loss"])  # waits for the step to finish
                 self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()
-                if state.step > self.clock[2]:  # the first step of a process compiles it
+                if state.step > self.clock.step:  # the first step of a process compiles it
                     state.train_seconds += now - started
                     state.timed_steps += 1
-                    self.since_log = [self.since_log[0] + 1, self.since_log[1] + now - started]
+                    self.pace.steps += 1
+                    self.pace.seconds += now - started
                 state.step += 1
                 state.loss_sum += loss
                 state.loss_count += 1
@@ -235,7 +176,7 @@ class Loop:
                     state.first_loss = loss
                 if self.streams.advance(state.cursor):  # a new pass: start from a blank state
                     carried = trainer.net.init_state(self.cfg.model, t.batch)
-                self.tick(state)
+                self.update_elapsed(state)
                 save = state.step % t.checkpoint_every_steps == 0 or now - last_save > t.checkpoint_every_seconds
                 done, stopped, save = self.decide(state, stop, save)
                 self.after_step(state, lr, float(values["grad_norm"]), values, final=done)
@@ -253,10 +194,9 @@ class Loop:
             )
         return state
 
-    def tick(self, state: TrainState) -> None:
+    def update_elapsed(self, state: TrainState) -> None:
         """Bring the run's wall clock up to now."""
-        started, elapsed, _ = self.clock
-        state.elapsed = elapsed + time.monotonic() - started
+        state.elapsed = self.clock.elapsed + time.monotonic() - self.clock.started
 
     def decide(self, state: TrainState, stop: StopFlag, save: bool) -> tuple[bool, int, bool]:
         """Whether the run has reached its goal, the signal that stops it (0: none) and
@@ -271,8 +211,10 @@ class Loop:
         if state.step % t.track_every == 0:
             self.tracks.append(state.step, values)
             state.track_bytes = self.tracks.sizes()
-        if state.step % t.log_every == 0 or state.step % t.eval_every == 0 or final:
-            self.log(state, lr, grad_norm, evaluate=state.step % t.eval_every == 0 or final)
+        scheduled = state.step % t.eval_every == 0
+        evaluation = self.evaluate(state, scheduled) if scheduled or final else None
+        if state.step % t.log_every == 0 or scheduled or final:
+            self.log(state, lr, grad_norm, evaluation)
         if t.sample_every and state.step % t.sample_every == 0:
             self.write_sample(state)
 
@@ -302,8 +244,9 @@ class Loop:
             f"update norm {update_norm:.4g}); stopped, {kept}; try a lower --lr, --clip or --init-scale"
         )
 
-    def log(self, state: TrainState, lr: float, grad_norm: float, evaluate: bool) -> None:
-        """One line of metrics.jsonl: the mean training loss since the last line.
+    def log(self, state: TrainState, lr: float, grad_norm: float, evaluation: dict | None) -> None:
+        """One line of metrics.jsonl: the mean training loss since the last line, and the
+        evaluation made at this step if any.
 
         chars_per_s counts training steps alone (not compiling, evaluation,
         sampling or checkpoints); elapsed is the run's wall time.
@@ -313,20 +256,13 @@ class Loop:
         record = {"step": state.step, "epoch": state.cursor.epoch, "loss": loss}
         if self.trainer.net.BITS:
             record["bpc"] = loss / math.log(2)
-        record |= {"lr": lr, "grad_norm": grad_norm}
-        split = t.eval_split
-        held = self.splits[split][: t.eval_chars]
-        if evaluate and len(held) >= 2:
-            result = self.trainer.predictor.evaluate_heldout(held, t.batch, t.seq)
-            record |= {f"{split}_bpc": result.bpc, f"{split}_accuracy": result.accuracy}
-            self.judge(state, result.bpc, scheduled=state.step % t.eval_every == 0)
-        steps, seconds = self.since_log
-        if steps:
-            record["chars_per_s"] = steps * self.streams.chars_per_window / max(seconds, 1e-9)
-        self.tick(state)
+        record |= {"lr": lr, "grad_norm": grad_norm} | (evaluation or {})
+        if self.pace.steps:
+            record["chars_per_s"] = self.pace.steps * self.streams.chars_per_window / max(self.pace.seconds, 1e-9)
+        self.update_elapsed(state)
         record |= {"elapsed": state.elapsed, "train_seconds": state.train_seconds}
         state.loss_sum, state.loss_count = 0.0, 0
-        self.since_log = [0, 0.0]
+        self.pace = Pace()
         self.tracks.flush()  # so that a plot made while the run goes on sees the records
         with self.run_dir.metrics.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -334,6 +270,7 @@ class Loop:
         shown = {"loss": f"{loss:.3f}"} | ({"bpc": f"{record['bpc']:.3f}"} if "bpc" in record else {})
         if "chars_per_s" in record:
             shown["chars/s"] = f"{record['chars_per_s']:.0f}"
+        split = t.eval_split
         if f"{split}_bpc" in record:
             shown[split] = f"{record[f'{split}_bpc']:.3f}"
             if not self.trainer.net.BITS:
@@ -343,7 +280,18 @@ class Loop:
             shown["left"] = f"{left / 60:.1f}min"
         self.progress.show(state.step, shown)
 
-    def judge(self, state: TrainState, bpc: float, scheduled: bool) -> None:
+    def evaluate(self, state: TrainState, scheduled: bool) -> dict | None:
+        """Bits per character and accuracy on the held-out split (--eval-split, at most
+        --eval-chars of it), for the metrics line; None when the split is too short."""
+        t = self.cfg.train
+        held = self.splits[t.eval_split][: t.eval_chars]
+        if len(held) < 2:
+            return None
+        result = self.trainer.predictor.evaluate_heldout(held, t.batch, t.seq)
+        self.note_evaluation(state, result.bpc, scheduled)
+        return {f"{t.eval_split}_bpc": result.bpc, f"{t.eval_split}_accuracy": result.accuracy}
+
+    def note_evaluation(self, state: TrainState, bpc: float, scheduled: bool) -> None:
         """Keep the parameters of a new best evaluation; after --lr-patience evaluations on
         schedule in a row without a new best among them, multiply the learning rate by
         --lr-plateau. Only those count toward a plateau, not the extra evaluation at the
@@ -364,7 +312,7 @@ class Loop:
 
     def seconds_left(self, state: TrainState) -> float | None:
         """Wall seconds to the goal, from this process's pace (None before a step is done)."""
-        started, elapsed, step = self.clock
+        elapsed, step = self.clock.elapsed, self.clock.step
         by_minutes = None if self.cfg.train.minutes is None else self.cfg.train.minutes * 60 - state.elapsed
         by_steps = None
         if self.goal is not None and state.step > step:
@@ -388,7 +336,7 @@ class Loop:
         self.tracks.flush()
         for path in (self.run_dir.metrics, self.run_dir.samples, *self.tracks.paths()):
             fsync(path)
-        self.tick(state)
+        self.update_elapsed(state)
         meta = {"config": self.cfg.to_dict(), "vocab": self.vocab.chars, "state": state.to_meta()}
         arrays = self.trainer.arrays({name: engine.to_numpy(v) for name, v in carried.items()})
         arrays |= {f"best/{k}": v for k, v in self.best.items()}

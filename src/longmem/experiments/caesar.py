@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from longmem import corpus, plot
-from longmem.config import (CaesarConfig, DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig,
-                            validate_caesar)
+from longmem.config import CaesarConfig, DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate_caesar
 from longmem.errors import UserError
 from longmem.nets import caesar as net
 from longmem.rundir import RunDir

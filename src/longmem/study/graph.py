@@ -9,9 +9,12 @@ those who want to see exactly what runs.
 
 from __future__ import annotations
 
+from longmem import engine
 from longmem.config import RunConfig
 from longmem.errors import UserError
 from longmem.nets import NETS
+from longmem.rundir import load
+from longmem.step import Trainer
 
 SHAPES = {"data": dict(shape="ellipse", style="filled", fillcolor="#eef4fb"),
           "op": dict(shape="box", style="rounded"),
@@ -111,3 +114,14 @@ def _graphviz():
 def _id(name: str) -> str:
     """A node id dot reads as one name."""
     return name.replace(".", "_").replace(" ", "_")
+
+
+def of_run(run, compiled: bool = False, backend: str | None = None):
+    """The flow chart of a run (a RunDir), or with `compiled` its whole compiled training
+    step (compiled here, on one CPU device)."""
+    snap = load(run)
+    if not compiled:
+        return flow_chart(snap.config, len(snap.vocab))
+    snap.config.train.device, snap.config.train.devices = "cpu", "1"
+    trainer = Trainer(snap.config, snap.params, engine.configure(backend or snap.config.train.backend, "cpu"))
+    return full(trainer.step_fn, f"{run.path.name}: the compiled training step")

@@ -11,12 +11,13 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor.special import log_softmax
 
-from longmem import engine
+from longmem import corpus, engine, track
 from longmem.batches import Streams
 from longmem.config import ModelConfig
 from longmem.corpus import Vocab
 from longmem.errors import UserError
 from longmem.nets import NETS
+from longmem.rundir import load
 
 
 @dataclass
@@ -33,17 +34,13 @@ class EvalResult:
 def open_run(run, backend: str | None = None, best: bool = False):
     """The newest checkpoint of a run (a RunDir) and a predictor over its parameters
     (with `best`, those of the run's best evaluation)."""
-    from longmem.rundir import load
-
     snap = load(run, best)
     mode = engine.configure(backend or snap.config.train.backend, "cpu")
     return snap, Predictor(engine.share_all(snap.params), snap.config.model, mode)
 
 
-def heldout(run, snap, text: str | None = None, split: str = "test") -> tuple[np.ndarray, str]:
+def heldout_codes(run, snap, text: str | None = None, split: str = "test") -> tuple[np.ndarray, str]:
     """The codes to evaluate on: a given file, or a split of the run's own text."""
-    from longmem import corpus
-
     if text:
         codes = corpus.encode(corpus.file_chunks(text), snap.vocab, text)
         if len(codes) == 0:
@@ -68,7 +65,7 @@ def streams(length: int, batch: int) -> int:
     return max(1, min(batch, length // STREAM_CHARS))
 
 
-def heldout_eval(run, snap, predictor: Predictor, codes: np.ndarray, split: str = "test") -> dict:
+def cached_eval(run, snap, predictor: Predictor, codes: np.ndarray, split: str = "test") -> dict:
     """bpc and accuracy of the checkpoint on a split of the run's text (`codes`),
     stored in the run (eval/) and read from there when computed before."""
     t = snap.config.train
@@ -82,8 +79,9 @@ class Predictor:
     def __init__(self, params: dict, cfg: ModelConfig, mode: str):
         self.params, self.cfg, self.mode = params, cfg, mode
         self.net = NETS[cfg.model]
-        self._windows: dict[tuple[int, int], object] = {}
-        self._steps: dict[int, object] = {}
+        self._windows: dict[tuple[int, int], object] = {}  # (T, B) -> window_fn
+        self._steps: dict[int, object] = {}  # batch -> step_fn
+        self._internals: dict[tuple, tuple] = {}  # (T, names, one_number) -> (function, names)
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         return self.net.init_state(self.cfg, batch)
@@ -98,7 +96,9 @@ class Predictor:
             target = self.net.target(x, y)
             outputs = [self.net.log_probs(fw.logits, target), fw.logits.argmax(axis=-1), target,
                        *fw.state.values()]
-            self._windows[T, B] = engine.compile_function([x, y, *state.values()], outputs, self.mode)
+            # y is unused by a net whose target does not read the text's next characters (caesar)
+            self._windows[T, B] = engine.compile_function([x, y, *state.values()], outputs, self.mode,
+                                                          unused_ok=True)
         return self._windows[T, B]
 
     def window(self, x: np.ndarray, y: np.ndarray, state: dict):
@@ -122,9 +122,9 @@ class Predictor:
         """For each character of `codes`, read as one stream with state carried, the named
         internals after reading it; each name must pick one number per character
         (`hm.1.z`, `lstm.0.c[17]`: an index applies to the unit axes). Returns (n,) arrays."""
-        return self.inside(codes, seq, names, one_number=True)[1]
+        return self.internals(codes, seq, names, one_number=True)[1]
 
-    def inside(self, codes: np.ndarray, seq: int, names: list[str] | None = None,
+    def internals(self, codes: np.ndarray, seq: int, names: list[str] | None = None,
                one_number: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Read `codes` as one stream, state carried between windows of `seq`: for each
         character, the log-probabilities of the next (n, V) and the internal values after
@@ -132,7 +132,7 @@ class Predictor:
         state, logs, found = self.zero_state(1), [], {}
         for start in range(0, len(codes), seq):
             x = np.ascontiguousarray(codes[start : start + seq, None], dtype=np.int32)  # (T, 1)
-            fn, picked = self._inside_fn(x.shape[0], tuple(names or ()), one_number)
+            fn, picked = self._internals_fn(x.shape[0], tuple(names or ()), one_number)
             after = list(fn(x, *state.values()))
             logs.append(engine.to_numpy(after[0])[:, 0])
             state = dict(zip(state, after[1 : 1 + len(state)]))
@@ -140,10 +140,8 @@ class Predictor:
                 found.setdefault(name, []).append(engine.to_numpy(value)[:, 0])
         return np.concatenate(logs), {name: np.concatenate(parts) for name, parts in found.items()}
 
-    def _inside_fn(self, T: int, names: tuple, one_number: bool):
-        from longmem import track
-
-        if (T, names, one_number) not in self._windows:
+    def _internals_fn(self, T: int, names: tuple, one_number: bool):
+        if (T, names, one_number) not in self._internals:
             x = pt.tensor("x", dtype="int32", shape=(T, 1))
             state = engine.inputs(self.zero_state(1))
             fw = self.net.forward(self.params, x, state)
@@ -159,8 +157,8 @@ class Predictor:
                                     f"number per character, e.g. {base}[0]")
             outputs = [log_softmax(fw.logits, axis=-1), *fw.state.values(), *picked.values()]
             fn = engine.compile_function([x, *state.values()], outputs, self.mode)
-            self._windows[T, names, one_number] = fn, list(picked)
-        return self._windows[T, names, one_number]
+            self._internals[T, names, one_number] = fn, list(picked)
+        return self._internals[T, names, one_number]
 
     def evaluate(self, codes: np.ndarray, batch: int, seq: int, guesses: bool = False) -> EvalResult:
         """Bits per character and accuracy of predicting codes[1:] from what precedes.
@@ -235,30 +233,3 @@ def sample_code(logits: np.ndarray, rng: np.random.Generator, temperature: float
         z = np.where(z >= cut, z, -np.inf)
     p = np.exp(z - z.max())
     return int(rng.choice(len(p), p=p / p.sum()))
-
-
-SHADES = " .:-=+*#%@"  # low to high
-
-
-def marks(values: np.ndarray) -> str:
-    """One character per value: '|' where a 0/1 value is 1, else a shade from low to high."""
-    if np.isin(values, (0.0, 1.0)).all():
-        return "".join("|" if v else " " for v in values)
-    lo, hi = float(values.min()), float(values.max())
-    levels = np.zeros(len(values), int) if hi == lo else ((values - lo) / (hi - lo) * (len(SHADES) - 1)).round()
-    return "".join(SHADES[int(k)] for k in levels)
-
-
-def guess_view(text: str, guessed: str, width: int, rows: list[str] = ()) -> str:
-    """The original's view: the text on one line, the guessed next letter under each character.
-
-    Line 1 of each block is the text; line 2 holds, under each character, the
-    letter the network guessed for that position before seeing it; each of
-    `rows` (strings as long as the text, e.g. from `marks`) adds a line.
-    """
-    show = lambda s: s.replace("\n", "↵").replace("\t", "→")  # noqa: E731
-    blocks = []
-    for start in range(0, len(text), width):
-        lines = [text, guessed, *rows]
-        blocks.append("\n".join(show(line[start : start + width]) for line in lines))
-    return "\n\n".join(blocks)

@@ -1,0 +1,1 @@
+"""Experiments of the original scripts, each a driver over the core."""

@@ -1,0 +1,1 @@
+"""Analyses of a finished run: memory, comparison, report, diagrams, n-gram baselines, guesses."""

@@ -1,0 +1,106 @@
+"""What several test modules share: tiny training flags, running the CLI in this
+process, starting and killing it in another, and comparing runs bit for bit."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from longmem.cli import main
+
+TINY = ["--hidden", "16", "--batch", "4", "--seq", "8", "--log-every", "5", "--eval-every", "10",
+        "--sample-every", "10", "--sample-length", "20"]
+TIMING = {"chars_per_s", "elapsed", "train_seconds"}
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def metrics(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def digest(capsys, run_dir):
+    code, out, _ = run_cli(capsys, "inspect", run_dir, "--json")
+    assert code == 0
+    return json.loads(out)
+
+
+KILL_FLAGS = ["--steps", 100, "--checkpoint-every-steps", 7]  # for killed_equals_whole
+
+
+def spawn(args, wrapper=()):
+    """Start `longmem` (or a wrapper script around it); its stderr goes to a file."""
+    cmd = [sys.executable, *map(str, wrapper)] if wrapper else [sys.executable, "-m", "longmem"]
+    log = open(Path(args[args.index("--run-dir") + 1] if "--run-dir" in args else args[-1]).parent / "stderr.log", "a+")
+    proc = subprocess.Popen([*cmd, *map(str, args)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc.log = log
+    return proc
+
+
+def finish(proc, timeout=300):
+    """Wait for the process; return its stderr since it started."""
+    proc.wait(timeout=timeout)
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def last_step(run_dir) -> int:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    for line in reversed(lines):  # the last line may be half written
+        try:
+            return json.loads(line)["step"]
+        except ValueError:
+            continue
+    return 0
+
+
+def wait_for(predicate, proc, timeout=120, allow_exit=False):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert allow_exit or proc.poll() is None, finish(proc)
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def killed_equals_whole(capsys, tmp_path, start, flags, kills=1, seed=7, gap=(10, 30), spawn_whole=False):
+    """Run `longmem <start> <flags>` uninterrupted (in this process, or in another with
+    `spawn_whole`, for flags this process's JAX cannot follow such as --devices), and
+    again killed (SIGKILL) `kills` times at random moments, after some checkpoints, and
+    resumed each time with `longmem train --resume`;
+    assert both end alike (parameters, metrics, every tracked record bit for bit).
+    Return the uninterrupted run."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    if spawn_whole:
+        proc = spawn([start, "--run-dir", whole, *flags])
+        code, err = proc.wait(timeout=300), finish(proc)
+    else:
+        code, _, err = run_cli(capsys, start, "--run-dir", whole, *flags)
+    assert code == 0, err
+    rnd = random.Random(seed)
+    proc = spawn([start, "--run-dir", killed, *flags])
+    for _ in range(kills):
+        target = last_step(killed) + rnd.randint(*gap)
+        wait_for(lambda target=target: last_step(killed) >= target, proc)
+        time.sleep(rnd.uniform(0.0, 0.05))
+        assert proc.poll() is None, "every kill should land before the run ends"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc = spawn(["train", "--resume", killed])
+    err = finish(proc)
+    assert proc.returncode == 0, err
+    assert digest(capsys, killed)["digest"] == digest(capsys, whole)["digest"]
+    assert metrics(killed) == metrics(whole)
+    tracks = sorted(p.name for p in (whole / "tracks").iterdir())
+    assert tracks and sorted(p.name for p in (killed / "tracks").iterdir()) == tracks
+    for name in tracks:
+        assert (killed / "tracks" / name).read_bytes() == (whole / "tracks" / name).read_bytes(), name
+    return whole
