@@ -36,11 +36,13 @@ def digest(capsys, run_dir):
 KILL_FLAGS = ["--steps", 100, "--checkpoint-every-steps", 7]  # for killed_equals_whole
 
 
-def spawn(args, wrapper=()):
-    """Start `longmem` (or a wrapper script around it); its stderr goes to a file."""
+def spawn(args, wrapper=(), stdout=None):
+    """Start `longmem` (or a wrapper script around it); its stderr goes to a file, its
+    standard output to the file `stdout` (none: nowhere)."""
     cmd = [sys.executable, *map(str, wrapper)] if wrapper else [sys.executable, "-m", "longmem"]
     log = open(Path(args[args.index("--run-dir") + 1] if "--run-dir" in args else args[-1]).parent / "stderr.log", "a+")
-    proc = subprocess.Popen([*cmd, *map(str, args)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+    out = open(stdout, "w") if stdout else subprocess.DEVNULL
+    proc = subprocess.Popen([*cmd, *map(str, args)], stdout=out, stderr=log, text=True)
     proc.log = log
     return proc
 

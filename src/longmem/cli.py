@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import __version__, config, engine
+from longmem import __version__, config, engine, lock
 from longmem.errors import UserError
 from longmem.rundir import RunDir
 
@@ -29,6 +29,7 @@ from longmem.rundir import RunDir
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    lock.allow_unlocked = getattr(args, "no_lock", False)
     try:
         return args.func(args) or 0
     except UserError as e:
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {e.filename}" if e.filename else ""
         print(f"longmem: error: {args.command}: cannot use{where}: {e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        lock.release_all()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +111,12 @@ def _checkpoint_arg(parser: argparse.ArgumentParser) -> None:
                         "evaluation on held-out text (early stopping)")
 
 
+def _lock_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-lock", action="store_true",
+                        help="write the run even where its file system cannot lock it (one writer per run: "
+                        "make sure no other process writes it)")
+
+
 def _curve_args(parser: argparse.ArgumentParser) -> None:
     """The settings of a memory curve."""
     parser.add_argument("--positions", type=int, default=2000, help="positions scored for every context k")
@@ -145,6 +154,7 @@ def _heldout(args, snap) -> tuple[np.ndarray, str]:
 def train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", help="run directory (default: runs/<corpus>-<time>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    _lock_arg(p)
     processes = p.add_argument_group(
         "processes", "one run over several processes (one per host, each with its --devices), "
         "through JAX's distributed runtime; process 0 writes the run directory")
@@ -311,6 +321,7 @@ def caesar_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compare", action="store_true",
                    help="train with sgd, rmsprop and rmsprop-global from the same seed and plot them")
     p.add_argument("--plots", help="folder for the --compare figures (default: DIR/plots)")
+    _lock_arg(p)
 
 
 def cmd_caesar(args) -> None:
@@ -342,6 +353,7 @@ def memory_flags(p: argparse.ArgumentParser) -> None:
     _curve_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
+    _lock_arg(p)
 
 
 def cmd_memory(args) -> None:
@@ -378,6 +390,7 @@ def compare_flags(p: argparse.ArgumentParser) -> None:
     _curve_args(p)
     _backend_arg(p, "each run's")
     _checkpoint_arg(p)
+    _lock_arg(p)
 
 
 def cmd_compare(args) -> None:
@@ -409,6 +422,7 @@ def report_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", help="the HTML file to write (default: DIR/report.html)")
     p.add_argument("--text", help="read this UTF-8 file instead of the run's test split")
     p.add_argument("--chars", type=int, default=3000, help="characters of the passage read at full resolution")
+    _lock_arg(p)
 
 
 def cmd_report(args) -> None:

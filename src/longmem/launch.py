@@ -44,6 +44,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
     params = _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
     run_dir = _own_run_dir(run_dir)
+    run_dir.lock()
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
@@ -88,8 +89,11 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     """Continue the run in `run_dir` from its newest valid checkpoint.
 
     `changes` maps a config section to the fields given on the command line.
-    A run stopped before its first checkpoint starts again from step 0.
+    A run stopped before its first checkpoint starts again from step 0. The run
+    must have no other writer (process 0 of a run of several takes its lock).
     """
+    if engine.processes()[0] == 0 and run_dir.path.is_dir():
+        run_dir.lock()
     info = run_dir.read_config()
     if not checkpoint.checkpoints(run_dir.checkpoints):
         cfg, vocab, state = run_dir.run_config(info), Vocab(run_dir.read_vocab()), None

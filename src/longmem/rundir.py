@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import checkpoint
+from longmem import checkpoint, lock
 from longmem.config import FORMAT, RunConfig
 from longmem.corpus import Corpus, Vocab, parts
 from longmem.corpus import load as load_corpus
@@ -40,6 +40,26 @@ class RunDir:
 
     def exists(self) -> bool:
         return self.config.is_file()
+
+    def lock(self) -> None:
+        """Become the run's one writer for the rest of this process (lock.py), making the
+        folder if it is new; a run another process writes is refused in one line."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path} is a file, not a run directory; choose another --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock.hold(self.path)
+
+    def may_store(self) -> bool:
+        """Whether this process may store results in the run: it writes the run, or can
+        become its writer now; if another process writes it, say so once and store nothing."""
+        if lock.held(self.path):
+            return True
+        try:
+            lock.hold(self.path)
+        except lock.Busy as e:
+            print(f"longmem: warning: {e}; the result is not stored in it", file=sys.stderr)
+            return False
+        return True
 
     def claim(self, restart_unfinished: bool = False) -> None:
         """Make sure a new run may be written here, or refuse in one line.
@@ -64,7 +84,7 @@ class RunDir:
             self.clear()
             print(f"longmem: {self.path} holds a run that stopped before its first checkpoint; "
                   "starting it again with the new settings", file=sys.stderr)
-        elif self.path.is_dir() and any(self.path.iterdir()):
+        elif self.path.is_dir() and any(p.name != lock.NAME for p in self.path.iterdir()):
             raise UserError(
                 f"{self.path} is not empty and holds no longmem run; choose a new or empty --run-dir"
             )
@@ -105,7 +125,8 @@ class RunDir:
         except (OSError, ValueError):
             pass
         result = key | compute()
-        atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
+        if self.may_store():
+            atomic_write(path, (json.dumps(result, indent=1) + "\n").encode())
         return result
 
     def stored(self, kind: str, match: dict) -> list[dict]:

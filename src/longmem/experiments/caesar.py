@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import corpus, plot
+from longmem import corpus, launch, plot
 from longmem.config import CaesarConfig, DataConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig, validate_caesar
 from longmem.errors import UserError
 from longmem.nets import caesar as net
@@ -79,8 +79,6 @@ class Result:
 
 def train(cfg: CaesarConfig, run: RunDir) -> Result:
     """Train one net in a new run directory; the result read from its last checkpoint."""
-    from longmem import launch
-
     cfg = validate_caesar(dataclasses.replace(cfg))
     codes = letters(cfg)
     if len(codes) <= cfg.batch:
