@@ -144,6 +144,14 @@ def distribute(coordinator: str | None, processes: int | None, process_id: int |
                         f"(coordinator {coordinator or 'from the environment'}): {str(e).splitlines()[0]}") from None
 
 
+def alone() -> bool:
+    """Whether this process runs alone (no distributed runtime), known without starting
+    JAX's devices, which `configure` must set up first."""
+    import jax
+
+    return not jax.distributed.is_initialized()
+
+
 def processes() -> tuple[int, int]:
     """This process's number and how many take part (0, 1 when alone)."""
     import jax

@@ -44,7 +44,6 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
     params = _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
     run_dir = _own_run_dir(run_dir)
-    run_dir.lock()
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
@@ -92,7 +91,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     A run stopped before its first checkpoint starts again from step 0. The run
     must have no other writer (process 0 of a run of several takes its lock).
     """
-    if engine.processes()[0] == 0 and run_dir.path.is_dir():
+    if engine.alone() and run_dir.path.is_dir():
         run_dir.lock()
     info = run_dir.read_config()
     if not checkpoint.checkpoints(run_dir.checkpoints):
@@ -107,6 +106,8 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0
     writer = _own_run_dir(run_dir)
+    if writer is run_dir and not engine.alone():  # process 0 of several: JAX has started now
+        run_dir.lock()
     if writer is run_dir:  # the process that keeps the run tidies it
         for stale in run_dir.checkpoints.glob(".ckpt-*.tmp"):  # a write cut short by a kill
             stale.unlink()

@@ -62,13 +62,23 @@ class RunDir:
         return True
 
     def claim(self, restart_unfinished: bool = False) -> None:
-        """Make sure a new run may be written here, or refuse in one line.
+        """Make sure a new run may be written here, become its one writer, or refuse in
+        one line, changing nothing.
 
         The folder must be new or empty. A folder that holds a run is refused,
         except, with `restart_unfinished`, a training run that never reached
-        its first checkpoint: nothing of it can be resumed, so its own files
-        go and it starts again with the new settings.
+        its first checkpoint (and that no process writes now): nothing of it can
+        be resumed, so its own files go and it starts again with the new settings.
         """
+        self._refuse(restart_unfinished)  # before the lock, so that a refused folder is left as it was
+        self.lock()
+        self._refuse(restart_unfinished)  # again, as the one writer
+        if self.exists():
+            self.clear()
+            print(f"longmem: {self.path} holds a run that stopped before its first checkpoint; "
+                  "starting it again with the new settings", file=sys.stderr)
+
+    def _refuse(self, restart_unfinished: bool) -> None:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{self.path} is a file, not a run directory; choose another --run-dir")
         if self.exists():
@@ -81,14 +91,10 @@ class RunDir:
             # Caesar runs made before 496e508 said "experiment" in config.json: never restarted.
             if not restart_unfinished or "experiment" in info:
                 raise UserError(f"{self.path} already holds a run; choose another --run-dir")
-            self.clear()
-            print(f"longmem: {self.path} holds a run that stopped before its first checkpoint; "
-                  "starting it again with the new settings", file=sys.stderr)
         elif self.path.is_dir() and any(p.name != lock.NAME for p in self.path.iterdir()):
             raise UserError(
                 f"{self.path} is not empty and holds no longmem run; choose a new or empty --run-dir"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
 
     def clear(self) -> None:
         """Remove the files a run writes (and nothing else)."""
