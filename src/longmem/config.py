@@ -290,7 +290,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     that depend on other fields, so that config.json can repeat the run."""
     for section in (cfg.model, cfg.optim, cfg.data, cfg.train):
         check(section)
-    for f in _per_net(cfg.model.model, reads=False):
+    for f in _off_for(cfg.model.model):
         if getattr(cfg.model, f.name) != f.metadata["per_net"]:
             readers = [name for name, net in _nets().items() if f.name in getattr(net, "OPTIONS", ())]
             raise UserError(f"--{f.name.replace('_', '-')} is for --model {', '.join(readers)}, "
@@ -329,13 +329,11 @@ def _nets() -> dict:
     return importlib.import_module("longmem.nets").NETS
 
 
-def _per_net(model: str, reads: bool) -> list[dataclasses.Field]:
-    """The model options (ModelConfig fields marked per_net) that the net `model` reads,
-    or those it does not."""
-    net = _nets().get(model)
-    options = getattr(net, "OPTIONS", ())
-    return [f for f in dataclasses.fields(ModelConfig)
-            if "per_net" in f.metadata and (f.name in options) == reads]
+def _off_for(model: str) -> list[dataclasses.Field]:
+    """The model options (ModelConfig fields marked per_net) that the net `model` does not
+    read (its OPTIONS do not list them)."""
+    options = getattr(_nets().get(model), "OPTIONS", ())
+    return [f for f in dataclasses.fields(ModelConfig) if "per_net" in f.metadata and f.name not in options]
 
 
 # Fields whose default changed when they were added: what runs saved without them did.
@@ -399,7 +397,7 @@ def overrides(args: argparse.Namespace, section: type) -> dict:
 def from_args(args: argparse.Namespace) -> RunConfig:
     """A fresh run's configuration: defaults, replaced by what was given."""
     cfg = RunConfig(**{key: cls(**overrides(args, cls)) for key, cls in SECTIONS.items()})
-    for f in _per_net(cfg.model.model, reads=False):  # their defaults are for the nets that read them
+    for f in _off_for(cfg.model.model):  # their defaults are for the nets that read them
         if getattr(args, f.name, None) is None:
             setattr(cfg.model, f.name, f.metadata["per_net"])
     return cfg

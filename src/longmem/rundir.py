@@ -26,6 +26,8 @@ from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
 from longmem.files import atomic_write, sha256, versions
 
+_NOT_STORED: set[Path] = set()  # runs another process writes, said once
+
 
 class RunDir:
     def __init__(self, path: str | Path):
@@ -44,8 +46,6 @@ class RunDir:
     def lock(self) -> None:
         """Become the run's one writer for the rest of this process (lock.py), making the
         folder if it is new; a run another process writes is refused in one line."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"{self.path} is a file, not a run directory; choose another --run-dir")
         self.path.mkdir(parents=True, exist_ok=True)
         lock.hold(self.path)
 
@@ -57,7 +57,9 @@ class RunDir:
         try:
             lock.hold(self.path)
         except lock.Busy as e:
-            print(f"longmem: warning: {e}; the result is not stored in it", file=sys.stderr)
+            if self.path.resolve() not in _NOT_STORED:
+                print(f"longmem: warning: {e}; results are not stored in it", file=sys.stderr)
+                _NOT_STORED.add(self.path.resolve())
             return False
         return True
 

@@ -9,7 +9,6 @@ floats reproducible.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -55,9 +54,6 @@ def describe(fp: dict) -> str:
 
 
 def pack(header: dict, payload: np.ndarray) -> bytes:
-    """The archive's bytes; the header's settings are a CompressConfig or its dict."""
-    if dataclasses.is_dataclass(header.get("settings")):
-        header = header | {"settings": dataclasses.asdict(header["settings"])}
     head = zlib.compress(json.dumps(header, sort_keys=True).encode(), 9)
     body = MAGIC + struct.pack("<HI", FORMAT, len(head)) + head + struct.pack("<Q", len(payload)) + \
         payload.astype("<u4").tobytes()
