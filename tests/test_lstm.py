@@ -101,8 +101,11 @@ def test_hand_written_backward_matches_finite_differences(rng, through_gates):
             assert abs(g[idx] - numeric) < 1e-3 + 1e-2 * abs(numeric), (key or where, idx, g[idx], numeric)
 
 
-def test_hand_written_backward_matches_scan_autodiff(rng):
-    """Same gradients as PyTensor's automatic scan gradient of a plain LSTM scan."""
+@pytest.mark.parametrize("steps", [T, 1])
+def test_hand_written_backward_matches_scan_autodiff(rng, monkeypatch, steps):
+    """Same gradients as PyTensor's automatic scan gradient of a plain LSTM scan, also for
+    a window of one step (which the backward pass computes without a scan)."""
+    monkeypatch.setitem(globals(), "T", steps)
     cfg = ModelConfig(layers=1, hidden=5)
     params, shared, x, y, h0, c0 = _build(cfg, rng)
     fw = lstm.forward(shared, x, {"h": h0, "c": c0})

@@ -103,15 +103,19 @@ def _layer_op(T: int, B: int, H: int) -> OpFromGraph:
             i, f, o, g = (at[gate][t] for gate in GATES)
             return _backward_gates(*given, i, f, o, g, at["c"][t + 1], at["c"][t], dh_next, dc_next, WhT)
 
-        dh0, dc0, dz = pytensor.scan(
-            step,
-            sequences=[pt.arange(T - 1, -1, -1)],
-            outputs_info=[pt.zeros_like(h0), pt.zeros_like(c0), None],
-            non_sequences=[*reads.values(), Wh.T],
-            strict=True,
-            return_updates=False,
-            name="lstm_backward",
-        )
+        if T == 1:  # one step needs no scan (and a scan of one defeats two of PyTensor's scan rewrites)
+            dh0, dc0, dz = step(0, pt.zeros_like(h0), pt.zeros_like(c0), *reads.values(), Wh.T)
+            dh0, dc0, dz = dh0[None], dc0[None], dz[None]
+        else:
+            dh0, dc0, dz = pytensor.scan(
+                step,
+                sequences=[pt.arange(T - 1, -1, -1)],
+                outputs_info=[pt.zeros_like(h0), pt.zeros_like(c0), None],
+                non_sequences=[*reads.values(), Wh.T],
+                strict=True,
+                return_updates=False,
+                name="lstm_backward",
+            )
         dz = dz[::-1]  # (T, B, 4H), back in time order
         h_prev = pt.concatenate([h0[None], hs[:-1]], axis=0)
         dWh = h_prev.reshape((T * B, H)).T @ dz.reshape((T * B, 4 * H))
