@@ -95,9 +95,48 @@ def _damaged(good: bytes, how: str) -> bytes:
         return good[:i] + bytes([good[i] ^ 0x10]) + good[i + 1 :]
     if how == "magic":
         return b"PK\x03\x04" + good[4:]
-    if how == "future":
-        return lmz.MAGIC + struct.pack("<H", lmz.FORMAT + 1) + good[6:]
+    if how == "future":  # a whole archive of a newer format: its checksum holds
+        body = lmz.MAGIC + struct.pack("<H", lmz.FORMAT + 1) + good[6:-4]
+        return body + struct.pack("<I", zlib.crc32(body))
     raise ValueError(how)
+
+
+def _rewritten(good: bytes, change) -> bytes:
+    """The archive with its JSON header changed by `change(header)` and the checksum
+    made right again, as another writer, a bug or a hostile file would make it."""
+    (head_len,) = struct.unpack("<I", good[6:10])
+    header = json.loads(zlib.decompress(good[10 : 10 + head_len]))
+    change(header)
+    head = zlib.compress(json.dumps(header).encode())
+    body = good[:6] + struct.pack("<I", len(head)) + head + good[10 + head_len : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("change", [
+    lambda h: h.pop("symbols"), lambda h: h["settings"].update(segments=0),
+    lambda h: h["settings"].update(hidden="abc"), lambda h: h.update(length=10**12, bytes=10**12),
+    lambda h: h["settings"].update(window=0), lambda h: h.update(settings=[]),
+    lambda h: h["symbols"].update(present="zz"), lambda h: h.update(length=-5),
+], ids=["no symbols", "segments 0", "hidden abc", "length 10**12", "window 0", "settings a list", "bad hex",
+        "negative length"])
+def test_a_malformed_header_with_a_good_checksum_is_one_line(archive, capsys, change):
+    """Issue 25, item 3: every field is checked in one place before anything is allocated."""
+    archive.write_bytes(_rewritten(archive.read_bytes(), change))
+    code, _, err = run_cli(capsys, "decompress", archive, "--quiet")
+    assert code == 1 and err.count("\n") == 1 and "has a header this longmem cannot read" in err, err
+    assert not (archive.parent / "a.txt").exists()
+
+
+@pytest.mark.parametrize("at", [4, 5, 10 + 3])  # the version, and a byte of the payload's length (after the header)
+def test_a_flipped_byte_in_the_fixed_header_is_damage(archive, capsys, at):
+    """Issue 25, item 12: the checksum is checked first; no "newer format", no absurd length."""
+    good = archive.read_bytes()
+    (head_len,) = struct.unpack("<I", good[6:10])
+    i = at if at < 10 else head_len + at
+    archive.write_bytes(good[:i] + bytes([good[i] ^ 0x40]) + good[i + 1 :])
+    code, _, err = run_cli(capsys, "decompress", archive, "--quiet")
+    assert code == 1 and err.count("\n") == 1 and "damaged (its checksum does not match)" in err, err
+    assert "newer" not in err and "bytes of" not in err
 
 
 @pytest.mark.parametrize("how, said", [("truncated", "is truncated"), ("flipped", "is damaged"),

@@ -130,16 +130,28 @@ def _new_run_dir(given: str | None, name: str) -> RunDir:
 
 
 def _new_file(out: str) -> None:
-    """Refuse to write over a file the user has."""
-    if out != "-" and Path(out).exists():
+    """Refuse to write over a file the user has, or to a closed standard output."""
+    if out == "-":
+        if sys.stdout is None:
+            raise UserError("standard output is closed; give a file with -o")
+    elif Path(out).exists():
         raise UserError(f"{out} exists; give another name with -o or remove it")
 
 
-def _load(args):
-    """The checkpoint of a run that --checkpoint names and a predictor over its parameters."""
+def _output(given: str | None, run: RunDir, default: Path) -> Path:
+    """Where a command writes its file: `default` in the run, or the path given, which
+    must not be a folder nor a file of the user's (checked before the work)."""
+    from longmem.files import output_file
+
+    return output_file(given, run.path) if given else default
+
+
+def _load(args, reads_text: str | None = None):
+    """The checkpoint of a run that --checkpoint names and a predictor over its parameters
+    (see predict.open_run for `reads_text`)."""
     from longmem.predict import open_run
 
-    return open_run(RunDir(args.run_dir), args.backend, best=args.checkpoint == "best")
+    return open_run(RunDir(args.run_dir), args.backend, best=args.checkpoint == "best", reads_text=reads_text)
 
 
 def _heldout(args, snap) -> tuple[np.ndarray, str]:
@@ -370,11 +382,11 @@ def cmd_memory(args) -> None:
     from longmem.study import memory
 
     ks = memory.contexts(args.max_context)
-    snap, predictor = _load(args)
-    codes, _ = _heldout(args, snap)
     run = RunDir(args.run_dir)
+    target = _output(args.out, run, run.plots / "memory.png")
+    snap, predictor = _load(args, reads_text="memory curve")
+    codes, _ = _heldout(args, snap)
     curve = memory.of_run(run, snap, predictor, codes, args.split, args.positions, ks, args.seed, args.text)
-    target = Path(args.out) if args.out else run.plots / "memory.png"
     memory.figure({"": curve}, target)
     if args.json:
         print(json.dumps(curve.to_dict() | {"step": snap.step, "figure": str(target)}))
@@ -437,7 +449,7 @@ def cmd_report(args) -> None:
     from longmem.study import report
 
     run = RunDir(args.run_dir)
-    print(report.build(run, Path(args.out) if args.out else run.path / "report.html", args.text, args.chars,
+    print(report.build(run, _output(args.out, run, run.path / "report.html"), args.text, args.chars,
                        args.backend, best=args.checkpoint == "best"))
 
 
@@ -459,7 +471,7 @@ def cmd_graph(args) -> None:
     from longmem.study import graph
 
     run = RunDir(args.run_dir)
-    out = Path(args.out) if args.out else run.path / ("graph-full.svg" if args.full else "graph.svg")
+    out = _output(args.out, run, run.path / ("graph-full.svg" if args.full else "graph.svg"))
     atomic_write(out, graph.svg(graph.of_run(run, args.full, args.backend)))
     print(out)
 
@@ -527,12 +539,13 @@ def cmd_decompress(args) -> None:
 
 
 def _read_input(name: str) -> bytes:
+    from longmem.files import input_file
+
     if name == "-":
+        if sys.stdin is None:
+            raise UserError("standard input is closed; give a file")
         return sys.stdin.buffer.read()
-    path = Path(name)
-    if not path.is_file():
-        raise UserError(f"{name}: no such file")
-    return path.read_bytes()
+    return input_file(name).read_bytes()
 
 
 def _write_output(out: str, data: bytes) -> None:

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,8 +263,11 @@ RANGES = {
 
 def check(section) -> None:
     """Refuse a value of `section` (any config dataclass) that cannot work, naming its flag."""
+    hints = typing.get_type_hints(type(section))
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
+        if not _typed(value, hints[f.name]):
+            raise UserError(f"--{f.name.replace('_', '-')} must be {_type_name(hints[f.name])}, not {value!r}")
         allowed = choices(f)
         if allowed is not None and value is not None and value not in allowed:
             raise UserError(f"--{f.name.replace('_', '-')} {value} is not one of {', '.join(allowed)}")
@@ -277,6 +281,26 @@ def check(section) -> None:
             hi is not None and (value > hi or (value == hi and not hi_ok))
         ):
             raise UserError(f"{flag} must be {_describe(lo, hi, lo_ok, hi_ok)}, not {value:g}")
+
+
+def _typed(value, hint) -> bool:
+    """Whether `value` (from the command line, code or a JSON file) is of the type `hint`
+    (`int | None`, `list[int]`, ...); a whole number serves as a float, a bool as nothing else."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_typed(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_typed(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    return isinstance(value, int | float) if hint is float else isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    name = {int: "a whole number", float: "a number", str: "text"}.get(_field_type_of(hint), "another type")
+    return f"a list, each item {name}" if typing.get_origin(hint) is list else name
 
 
 def _describe(lo, hi, lo_ok, hi_ok) -> str:
@@ -379,7 +403,10 @@ def _show(value) -> str:
 def _field_type(section: type, f: dataclasses.Field):
     """What a flag's text becomes: the field's type, the type of its items for a list,
     and without None for an optional field (`int | None` -> int)."""
-    kind = typing.get_type_hints(section)[f.name]
+    return _field_type_of(typing.get_type_hints(section)[f.name])
+
+
+def _field_type_of(kind):
     while typing.get_args(kind):
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
     return kind

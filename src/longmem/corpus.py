@@ -20,7 +20,7 @@ import numpy as np
 
 from longmem.config import DataConfig, check, check_fractions
 from longmem.errors import UserError
-from longmem.files import atomic_write, cache_dir, sha256
+from longmem.files import atomic_write, cache_dir, input_file, sha256
 
 HUCK_FINN_URL = "https://www.gutenberg.org/cache/epub/76/pg76.txt"
 URL_ENV = "LONGMEM_HUCK_FINN_URL"
@@ -58,9 +58,7 @@ class Vocab:
 
 def file_chunks(path: str | Path) -> Chunks:
     """Decoded chunks of a UTF-8 file; errors name the file in one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    path = input_file(path)
 
     def chunks() -> Iterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8-sig")()

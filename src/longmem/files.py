@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import stat
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from longmem.errors import UserError
 
 CACHE_ENV = "LONGMEM_CACHE_DIR"
 
@@ -31,6 +34,37 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def input_file(path: str | Path) -> Path:
+    """`path`, refused in one line unless it is a regular file (a folder, a FIFO or a
+    device would hang or fail later with a message about something else)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        what = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise UserError(f"{path} is {what}, not a regular file; give a file")
+    return path
+
+
+def output_file(path: str | Path, run_path: Path | None = None) -> Path:
+    """`path` as a file to write: not a folder, and not an existing file of the user's
+    (one inside the run directory `run_path` is longmem's own and may be replaced).
+    Checked before the work that makes its content."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name")
+    inside = run_path is not None and path.resolve().is_relative_to(Path(run_path).resolve())
+    if path.exists() and not inside:
+        raise UserError(f"{path} exists; give another name or remove it")
+    return path
 
 
 def cut_log(path: Path, size: int, complete_length) -> int:

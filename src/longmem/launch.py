@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import os
 import shutil
 import sys
 import tempfile
@@ -42,6 +44,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     if cfg.train.backend == "jax":
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
+    _check_memory(cfg, len(corpus.vocab))
     params = _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
     run_dir = _own_run_dir(run_dir)
     run_dir.claim(restart_unfinished=True)
@@ -54,6 +57,43 @@ def _from_scratch(run_dir, cfg, vocab, splits, mode, params) -> TrainState:
     trainer = Trainer(cfg, params, mode)
     carried = trainer.net.init_state(cfg.model, cfg.train.batch)
     return Loop(run_dir, cfg, vocab, splits, trainer).run(TrainState(), carried)
+
+
+def _check_memory(cfg: RunConfig, vocab_size: int) -> None:
+    """Refuse, before anything is allocated, a model whose training needs more memory than
+    this machine has. Its parameters and state are counted at 1, 2 and 3 cells (cheap) and
+    extended to --hidden: every net's parameter count is at most quadratic in it, its
+    state linear. Training holds the parameters about five times (their values, gradients,
+    two optimizer moments, the best copy) and, per window, about ten values per unit of
+    state and three per output at each step."""
+    net, t = NETS[cfg.model.model], cfg.train
+    try:
+        sizes = []
+        for h in (1, 2, 3):
+            small = dataclasses.replace(cfg.model, hidden=h)
+            params = net.init_params(small, vocab_size, np.random.default_rng(0))
+            sizes.append((checkpoint.count(params), checkpoint.count(net.init_state(small, 1))))
+    except UserError:
+        return  # a model that cannot read this text: _init_params says why
+    (p1, s1), (p2, s2), (p3, s3) = sizes
+    a = (p3 - 2 * p2 + p1) / 2
+    h = cfg.model.hidden
+    params = a * h * h + (p2 - p1 - 3 * a) * h + (p1 - (p2 - p1 - 3 * a) - a)
+    state = s1 + (s2 - s1) * (h - 1)
+    window = t.seq * t.batch * (10 * state + 3 * vocab_size)
+    need = 4 * (5 * params + window)  # float32
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have:
+        raise UserError(f"--hidden {h}: training this model needs about {_size(need)} of memory ({params:,.0f} "
+                        f"parameters), more than this machine's {_size(have)}; choose a smaller --hidden, "
+                        "--layers, --batch or --seq")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
 
 
 def _init_params(cfg: RunConfig, vocab: Vocab) -> dict[str, np.ndarray]:

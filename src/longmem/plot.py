@@ -49,9 +49,12 @@ def parse_select(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
-        return [int(i) for i in text.split(",")]
+        select = [int(i) for i in text.split(",")]
     except ValueError:
         raise UserError(f"--select takes element numbers like 0,3,7, not {text!r}") from None
+    if min(select) < 0:
+        raise UserError(f"--select takes element numbers from 0 (flat positions in the value), not {min(select)}")
+    return select
 
 
 def transform(steps, values, select=None, crop=(None, None), diff=False, smooth=1):
@@ -118,7 +121,7 @@ def kept_positions(select: list[int], indices: list | None, size: int) -> list[i
     where = {e: i for i, e in enumerate(indices)}
     positions = []
     for e in select:
-        flat = e + size if e < 0 else e
+        flat = e + size if e < 0 else e  # for callers in Python; --select numbers are not negative
         if flat not in where:
             shown = ", ".join(map(str, indices[:12])) + (", ..." if len(indices) > 12 else "")
             raise UserError(f"--select {e}: element not kept (--track-max kept {len(indices)} of {size}: {shown})")
@@ -225,6 +228,8 @@ def plot_runs(runs: list[RunDir], labels: list[str], names: list[str], opts: Opt
     """One PNG per name; with no names, the learning curve and every tracked name,
     skipping (and saying so on stderr) what has no records."""
     chosen = names or [LEARNING_CURVE] + track.available(runs[0].tracks)
+    if out is not None and out.suffix.lower() == ".png" and len(chosen) > 1:
+        raise UserError(f"--out {out} names one figure, and there are {len(chosen)}: give a folder")
     figures = []
     for name in chosen:
         try:

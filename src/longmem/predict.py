@@ -31,10 +31,14 @@ class EvalResult:
         return {"bpc": self.bpc, "accuracy": self.accuracy, "chars": self.chars}
 
 
-def open_run(run, backend: str | None = None, best: bool = False):
+def open_run(run, backend: str | None = None, best: bool = False, reads_text: str | None = None):
     """The newest checkpoint of a run (a RunDir) and a predictor over its parameters
-    (with `best`, those of the run's best evaluation)."""
+    (with `best`, those of the run's best evaluation). `reads_text` names what is made of
+    it ("report") when that needs a model of text (one whose loss is in bits): another
+    run is refused in one sentence, the same for every such command."""
     snap = load(run, best)
+    if reads_text and not NETS[snap.config.model.model].BITS:
+        raise UserError(f"{run.path} is a {snap.config.model.model} run; a {reads_text} reads models of text")
     mode = engine.configure(backend or snap.config.train.backend, "cpu")
     return snap, Predictor(engine.share_all(snap.params), snap.config.model, mode)
 
@@ -209,8 +213,10 @@ class Predictor:
         top_k: int | None = None,
     ) -> str:
         """`length` characters sampled after reading `prime` (at least one character)."""
-        if temperature <= 0:
-            raise UserError("--temperature must be above 0")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise UserError(f"--temperature must be a finite number above 0, not {temperature}")
+        if top_k is not None and top_k < 1:
+            raise UserError(f"--top-k must be at least 1 (or left out: the whole vocabulary), not {top_k}")
         if not prime:
             raise UserError("--prime must have at least one character")
         codes = vocab.encode(prime, "the priming text")

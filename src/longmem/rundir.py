@@ -150,15 +150,28 @@ class RunDir:
         return found
 
     def metric_records(self) -> list[dict]:
-        """The records of metrics.jsonl, oldest first (a torn last line is skipped)."""
-        records = []
-        for line in self.metrics.read_text().splitlines() if self.metrics.exists() else []:
+        """The records of metrics.jsonl, oldest first: the one reader of that file. A torn
+        last line (a run writing it) is skipped silently; a damaged line elsewhere (not a
+        JSON object of numbers with a whole-number step) is skipped with one warning that
+        names the file and the line."""
+        text = self.metrics.read_text(errors="replace") if self.metrics.exists() else ""
+        lines = text.split("\n")
+        records, damaged = [], []
+        for number, line in enumerate(lines, 1):
+            if not line or number == len(lines):
+                continue  # an empty line, or what follows the last newline: a line being written
             try:
                 record = json.loads(line)
             except ValueError:
-                continue
-            if isinstance(record, dict) and "step" in record:
+                record = None
+            if _metric_record(record):
                 records.append(record)
+            else:
+                damaged.append(number)
+        if damaged:
+            more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+            print(f"longmem: warning: {self.metrics}: line {damaged[0]}{more} is damaged (not a record of "
+                  "numbers); skipped", file=sys.stderr)
         return records
 
     def write_config(self, info: dict) -> None:
@@ -166,9 +179,13 @@ class RunDir:
 
     def read_vocab(self) -> str:
         try:
-            return json.loads(self.vocab.read_text())
+            chars = json.loads(self.vocab.read_text())
         except (OSError, ValueError):
             raise UserError(f"{self.vocab}: missing or damaged") from None
+        if not isinstance(chars, str) or len(set(chars)) != len(chars) or not chars:
+            raise UserError(f"{self.vocab}: damaged (not the run's symbol table, a string of different "
+                            "characters)")
+        return chars
 
     def load_text(self, info: dict, data) -> Corpus:
         """The run's training text (a DataConfig names it), refused if it has changed."""
@@ -203,6 +220,13 @@ class RunDir:
     def run_config(self, info: dict) -> RunConfig:
         """The training configuration recorded in config.json."""
         return RunConfig.from_dict(info.get("config", {}), str(self.config), info.get("format", FORMAT))
+
+
+def _metric_record(record) -> bool:
+    """Whether a parsed line of metrics.jsonl is a record: numbers by name, the step a whole one."""
+    if not isinstance(record, dict) or type(record.get("step")) is not int:
+        return False
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in record.values())
 
 
 @dataclass

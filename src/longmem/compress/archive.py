@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from longmem.config import CompressConfig
+from longmem.config import CompressConfig, check_compress
 from longmem.errors import UserError
 from longmem.files import versions
 
@@ -61,28 +61,81 @@ def pack(header: dict, payload: np.ndarray) -> bytes:
 
 
 def unpack(archive: bytes, name: str = "the archive") -> tuple[dict, np.ndarray]:
-    """The header and payload of an archive; a UserError says what is wrong with a bad one."""
+    """The header and payload of an archive; a UserError says what is wrong with a bad one.
+
+    The checksum is checked first, so a damaged length or version field is called
+    damage; "newer format" is said only of an archive whose checksum holds. The header
+    is checked whole (`check_header`) before anything is allocated from it.
+    """
     if archive[:4] != MAGIC:
         raise UserError(f"{name} is not a longmem archive (it does not start with {MAGIC!r})")
-    if len(archive) < 10:
+    if len(archive) < 22:  # magic, format, header length, payload length, checksum
         raise UserError(f"{name} is truncated")
+    if struct.unpack("<I", archive[-4:])[0] != zlib.crc32(archive[:-4]):
+        (head_len,) = struct.unpack("<I", archive[6:10])
+        words_at = 10 + head_len
+        short = len(archive) < words_at + 12 or \
+            len(archive) < words_at + 12 + 4 * struct.unpack("<Q", archive[words_at : words_at + 8])[0]
+        raise UserError(f"{name} is {'truncated or damaged' if short else 'damaged'} (its checksum does not match)")
     version, head_len = struct.unpack("<HI", archive[4:10])
     if version > FORMAT:
         raise UserError(f"{name} is in archive format {version}, newer than this longmem reads ({FORMAT}); "
                         "upgrade longmem to decompress it")
     end_head = 10 + head_len
-    if len(archive) < end_head + 8:
-        raise UserError(f"{name} is truncated")
-    (words,) = struct.unpack("<Q", archive[end_head : end_head + 8])
-    total = end_head + 8 + 4 * words + 4
-    if len(archive) < total:
-        raise UserError(f"{name} is truncated ({len(archive):,} bytes of {total:,})")
-    if len(archive) > total or struct.unpack("<I", archive[-4:])[0] != zlib.crc32(archive[:-4]):
-        raise UserError(f"{name} is damaged (its checksum does not match)")
+    (words,) = struct.unpack("<Q", archive[end_head : end_head + 8]) if len(archive) >= end_head + 8 else (-1,)
+    if end_head + 8 + 4 * words + 4 != len(archive):
+        raise UserError(f"{name} has lengths that do not add up to its size; it cannot be read")
     try:
         header = json.loads(zlib.decompress(archive[10:end_head]))
-        header["settings"] = CompressConfig(**({"orders": []} if version == 1 else {}) | header["settings"])
-    except (ValueError, TypeError, KeyError, zlib.error):
+    except (ValueError, zlib.error):
         raise UserError(f"{name} has a header this longmem cannot read") from None
-    payload = np.frombuffer(archive[end_head + 8 : total - 4], dtype="<u4").astype(np.uint32)
+    header["settings"] = check_header(header, version, name)
+    payload = np.frombuffer(archive[end_head + 8 : -4], dtype="<u4").astype(np.uint32)
     return header, payload
+
+
+# The header's fields and their types (settings are a CompressConfig, checked by config).
+FIELDS = {"format": int, "settings": dict, "symbols": dict, "length": int, "bytes": int, "sha256": str,
+          "fingerprint": dict, "stats": dict}
+
+
+def check_header(header, version: int, name: str) -> CompressConfig:
+    """The header's settings, once every field has been checked: keys, types, ranges, and
+    lengths this machine can hold; anything else is one line naming the field."""
+
+    def bad(what: str):
+        return UserError(f"{name} has a header this longmem cannot read ({what})")
+
+    if not isinstance(header, dict):
+        raise bad("not a JSON object")
+    for key, kind in FIELDS.items():
+        if type(header.get(key)) is not kind:
+            raise bad(f"{key}: missing, or not a {kind.__name__}")
+    try:
+        settings = CompressConfig(**({"orders": []} if version == 1 else {}) | header["settings"])
+        check_compress(settings)
+    except TypeError:
+        raise bad("settings: unknown or missing fields") from None
+    except UserError as e:
+        raise bad(f"settings: {e}") from None
+    symbols = header["symbols"]
+    if symbols.get("kind") == "bytes":
+        try:
+            present = bytes.fromhex(symbols.get("present"))
+        except (TypeError, ValueError):
+            raise bad("symbols.present: not hexadecimal") from None
+        if sorted(set(present)) != list(present) or (not present and header["length"]):
+            raise bad("symbols.present: not a sorted set of bytes")
+        if header["length"] != header["bytes"]:
+            raise bad("length: not the number of bytes")
+    elif symbols.get("kind") == "run":
+        if not isinstance(symbols.get("digest"), str):
+            raise bad("symbols.digest: missing")
+        if not header["length"] <= header["bytes"] <= 4 * header["length"]:
+            raise bad("bytes: not the UTF-8 size of length characters")
+    else:
+        raise bad("symbols.kind: neither bytes nor run")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if header["length"] < 0 or 8 * header["bytes"] > memory:  # the grid and the output, at least
+        raise bad(f"length {header['length']:,}: more than this machine's {memory / 2**30:.1f} GiB can hold")
+    return settings

@@ -35,7 +35,7 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
         seed: int, val: dict[str, np.ndarray], best: bool = False) -> tuple[dict, memory.Curve]:
     """What the table says of one run (of its newest parameters, or with `best` those of
     its best evaluation), and its memory curve (test split, default contexts)."""
-    snap, predictor = open_run(run, backend, best)
+    snap, predictor = open_run(run, backend, best, reads_text="comparison")
     codes, _ = heldout_codes(run, snap)
     state, t = snap.meta["state"], snap.config.train
     found = cached_eval(run, snap, predictor, codes)
@@ -71,6 +71,11 @@ def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | Non
     """Write compare.md, compare.json and the figures into `out`; return their paths."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    ours = [out / n for n in ("compare.md", "compare.json", "bpc-vs-time.png", "bpc-vs-chars.png", "memory.png")]
+    if not (out / "compare.json").is_file() and any(p.exists() for p in ours):
+        # A folder a previous compare wrote (it holds compare.json) is written again.
+        mine = next(p for p in ours if p.exists())
+        raise UserError(f"--out {out} holds {mine.name}, not written by longmem compare; give a new or empty folder")
     rows, curves, val = [], {}, {}
     for run, label in zip(runs, labels):
         val[label] = validation(run)

@@ -129,9 +129,7 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
     if chars < 2:
         raise UserError("--chars must be at least 2")
     started = time.perf_counter()
-    snap, predictor = open_run(run, backend, best)
-    if not predictor.net.BITS:
-        raise UserError(f"{run.path} is a {snap.config.model.model} run; a report reads models of text")
+    snap, predictor = open_run(run, backend, best, reads_text="report")
     codes, what = heldout_codes(run, snap, text)
     evaluated = cached_eval(run, snap, predictor, codes) if text is None else \
         predictor.evaluate_heldout(codes, snap.config.train.batch, snap.config.train.seq).to_dict()
