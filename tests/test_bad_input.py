@@ -159,3 +159,31 @@ def test_plot_refuses_negative_element_numbers_and_one_png_for_several_figures(r
                                                                      f"--select={select}")
     err = one_line(capsys, "plot", runs / "lstm", "lr", "loss", "--out", tmp_path / "x.png")
     assert "names one figure, and there are 2: give a folder" in err and not (tmp_path / "x.png").exists()
+
+
+def test_a_run_that_cannot_be_written_is_measured_and_said_so(runs, capsys, monkeypatch):
+    """The issue's "also": memory on a read-only run prints its result and says it could
+    not store it, instead of computing everything and then failing."""
+    from longmem import lock
+
+    def read_only(run_path):  # as creating RUN/.lock fails on a read-only file system
+        raise OSError(30, "Read-only file system")  # EROFS
+
+    monkeypatch.setattr(lock, "hold", read_only)
+    stored = sorted((runs / "lstm" / "memory").glob("*.json")) if (runs / "lstm" / "memory").exists() else []
+    code = main(["memory", str(runs / "lstm"), "--max-context", "4", "--positions", "30", "--seed", "9"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "unlimited" in out and "figure: not written" in out
+    assert "cannot be written (Read-only file system); results are not stored in it" in err
+    assert sorted((runs / "lstm" / "memory").glob("*.json")) == stored
+
+
+def test_compare_says_when_runs_trained_on_different_texts(runs, tmp_path, capsys):
+    other = tmp_path / "other.txt"
+    other.write_text("a different text entirely, " * 400)
+    assert main(["train", "--text", str(other), "--run-dir", str(tmp_path / "b"), *TINY, "--steps", "10"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(runs / "lstm"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp"),
+                 "--max-context", "4", "--positions", "20"]) == 0
+    note = "These runs trained on 2 different texts: their bits per character do not compare."
+    assert note in capsys.readouterr().err and note in (tmp_path / "cmp" / "compare.md").read_text()

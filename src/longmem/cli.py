@@ -384,15 +384,18 @@ def cmd_memory(args) -> None:
     ks = memory.contexts(args.max_context)
     run = RunDir(args.run_dir)
     target = _output(args.out, run, run.plots / "memory.png")
+    if not args.out and not run.may_store():
+        target = None  # a run this process cannot write: the table, without the figure
     snap, predictor = _load(args, reads_text="memory curve")
     codes, _ = _heldout(args, snap)
     curve = memory.of_run(run, snap, predictor, codes, args.split, args.positions, ks, args.seed, args.text)
-    memory.figure({"": curve}, target)
+    if target:
+        memory.figure({"": curve}, target)
     if args.json:
-        print(json.dumps(curve.to_dict() | {"step": snap.step, "figure": str(target)}))
+        print(json.dumps(curve.to_dict() | {"step": snap.step, "figure": str(target) if target else None}))
     else:
         print(memory.table(curve))
-        print(f"figure: {target}")
+        print(f"figure: {target}" if target else "figure: not written (give --out FILE)")
 
 
 def compare_flags(p: argparse.ArgumentParser) -> None:

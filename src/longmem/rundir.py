@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import sys
@@ -57,11 +58,17 @@ class RunDir:
         try:
             lock.hold(self.path)
         except lock.Busy as e:
-            if self.path.resolve() not in _NOT_STORED:
-                print(f"longmem: warning: {e}; results are not stored in it", file=sys.stderr)
-                _NOT_STORED.add(self.path.resolve())
-            return False
-        return True
+            why = str(e)
+        except OSError as e:  # a read-only run (a file system mounted so, or no permission)
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            why = f"{self.path} cannot be written ({e.strerror})"
+        else:
+            return True
+        if self.path.resolve() not in _NOT_STORED:
+            print(f"longmem: warning: {why}; results are not stored in it", file=sys.stderr)
+            _NOT_STORED.add(self.path.resolve())
+        return False
 
     def claim(self, restart_unfinished: bool = False) -> None:
         """Make sure a new run may be written here, become its one writer, or refuse in

@@ -8,6 +8,7 @@ the run otherwise (see RunDir.cached).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | Non
         rows.append(r)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "compare.md", out / "compare.json"]
-    atomic_write(written[0], markdown(rows).encode())
+    atomic_write(written[0], (markdown(rows) + _texts_note(runs)).encode())
     atomic_write(written[1], (json.dumps({"runs": rows}, indent=1) + "\n").encode())
     for x, name, xlabel in (("minutes", "bpc-vs-time.png", "training minutes (wall)"),
                             ("chars", "bpc-vs-chars.png", "characters seen")):
@@ -93,6 +94,17 @@ def compare(runs: list[RunDir], labels: list[str], out: Path, backend: str | Non
                                   out / name))
     written.append(memory.figure(curves, out / "memory.png"))
     return written
+
+
+def _texts_note(runs: list[RunDir]) -> str:
+    """A line for the table (and a warning) when the runs trained on different texts, whose
+    bits per character do not compare."""
+    texts = {run.read_config().get("text_sha256") for run in runs}
+    if len(texts) < 2:
+        return ""
+    note = f"These runs trained on {len(texts)} different texts: their bits per character do not compare."
+    print(f"longmem: warning: {note}", file=sys.stderr)
+    return f"\n{note}\n"
 
 
 def validation(run: RunDir) -> dict[str, np.ndarray]:
