@@ -67,6 +67,19 @@ def output_file(path: str | Path, run_path: Path | None = None) -> Path:
     return path
 
 
+def machine_memory() -> int:
+    """Bytes of memory this machine has."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def readable_size(n: float) -> str:
+    """A number of bytes for a person: "3.3 TB"."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+
+
 def cut_log(path: Path, size: int, complete_length) -> int:
     """Cut the log at `path` back to `size` bytes and return its new length.
 

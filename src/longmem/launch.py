@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import os
 import shutil
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from longmem.config import RunConfig, validate
 from longmem.corpus import Vocab, parts, split
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
-from longmem.files import cut_log, line_end, sha256
+from longmem.files import cut_log, line_end, machine_memory, readable_size, sha256
 from longmem.loop import Loop, TrainState
 from longmem.nets import NETS
 from longmem.rundir import RunDir
@@ -75,25 +74,18 @@ def _check_memory(cfg: RunConfig, vocab_size: int) -> None:
             sizes.append((checkpoint.count(params), checkpoint.count(net.init_state(small, 1))))
     except UserError:
         return  # a model that cannot read this text: _init_params says why
-    (p1, s1), (p2, s2), (p3, s3) = sizes
-    a = (p3 - 2 * p2 + p1) / 2
+    (p1, s1), (p2, s2), (p3, _) = sizes
+    a = (p3 - 2 * p2 + p1) / 2  # params = a h^2 + b h + c through the three counts
+    b = p2 - p1 - 3 * a
     h = cfg.model.hidden
-    params = a * h * h + (p2 - p1 - 3 * a) * h + (p1 - (p2 - p1 - 3 * a) - a)
+    params = a * h * h + b * h + (p1 - a - b)
     state = s1 + (s2 - s1) * (h - 1)
     window = t.seq * t.batch * (10 * state + 3 * vocab_size)
-    need = 4 * (5 * params + window)  # float32
-    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need, have = 4 * (5 * params + window), machine_memory()  # float32
     if need > have:
-        raise UserError(f"--hidden {h}: training this model needs about {_size(need)} of memory ({params:,.0f} "
-                        f"parameters), more than this machine's {_size(have)}; choose a smaller --hidden, "
-                        "--layers, --batch or --seq")
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
+        raise UserError(f"--hidden {h}: training this model needs about {readable_size(need)} of memory "
+                        f"({params:,.0f} parameters), more than this machine's {readable_size(have)}; choose a "
+                        "smaller --hidden, --layers, --batch or --seq")
 
 
 def _init_params(cfg: RunConfig, vocab: Vocab) -> dict[str, np.ndarray]:

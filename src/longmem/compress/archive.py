@@ -20,7 +20,7 @@ import numpy as np
 
 from longmem.config import CompressConfig, check_compress
 from longmem.errors import UserError
-from longmem.files import versions
+from longmem.files import machine_memory, readable_size, versions
 
 MAGIC = b"LMZ\x00"
 FORMAT = 2  # 2: context models mixed in (`orders`); format 1 archives had none
@@ -135,7 +135,6 @@ def check_header(header, version: int, name: str) -> CompressConfig:
             raise bad("bytes: not the UTF-8 size of length characters")
     else:
         raise bad("symbols.kind: neither bytes nor run")
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if header["length"] < 0 or 8 * header["bytes"] > memory:  # the grid and the output, at least
-        raise bad(f"length {header['length']:,}: more than this machine's {memory / 2**30:.1f} GiB can hold")
+    if header["length"] < 0 or 8 * header["bytes"] > machine_memory():  # the grid and the output, at least
+        raise bad(f"length {header['length']:,}: more than this machine's {readable_size(machine_memory())} can hold")
     return settings
