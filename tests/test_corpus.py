@@ -1,4 +1,6 @@
 import http.server
+import json
+import platform
 import threading
 
 import numpy as np
@@ -139,3 +141,50 @@ def test_huck_finn_offline_without_cache_names_the_alternatives(cache, monkeypat
     with pytest.raises(UserError, match="--text PATH.*python-docs"):
         corpus.load("huck-finn", None)
     assert not (cache / "huck-finn.txt").exists()
+
+
+def _fake_stdlib(root):
+    """A standard library folder with what the corpus takes and what it leaves out."""
+    code = "def f(x):\n    return [x * i for i in range(10)]  # a comment\n" * 20
+    for name in ("a.py", "b/c.py", "b_d.py", "test/t.py", "site-packages/s.py", "b/tests/u.py",
+                 "idlelib/idle_test/q.py", "_sysconfigdata__linux.py", "config-3.11-x86_64/m.py", "README.txt"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"# {name}\n{code}")
+    return root
+
+
+def test_python_stdlib_takes_the_library_source_in_path_order(tmp_path):
+    root = _fake_stdlib(tmp_path / "lib")
+    assert [p.relative_to(root).as_posix() for p in corpus.stdlib_files(root)] == ["a.py", "b/c.py", "b_d.py"]
+
+
+def test_python_stdlib_is_built_once_into_the_cache(cache, tmp_path, monkeypatch):
+    root = _fake_stdlib(tmp_path / "lib")
+    monkeypatch.setattr(corpus, "stdlib_root", lambda: root)
+    path = corpus.python_stdlib_path()
+    expected = "".join((root / n).read_text() + "\n" for n in ("a.py", "b/c.py", "b_d.py"))
+    assert path.read_text() == expected and path.parent == cache
+    assert (cache / f"{path.name}.sha256").read_text().strip() == corpus.sha256(path.read_bytes())
+    monkeypatch.setattr(corpus, "stdlib_files", lambda root: pytest.fail("built again"))
+    assert corpus.python_stdlib_path() == path
+    path.write_text("damaged")
+    monkeypatch.undo()
+    monkeypatch.setattr(corpus, "stdlib_root", lambda: root)
+    assert corpus.python_stdlib_path().read_text() == expected  # a damaged cache is built again
+
+
+def test_a_python_stdlib_run_names_its_python_and_refuses_another(cache, tmp_path, monkeypatch, capsys):
+    from helpers import TINY, run_cli
+    from longmem import rundir
+
+    monkeypatch.setattr(corpus, "stdlib_root", lambda: _fake_stdlib(tmp_path / "lib"))
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--corpus", "python-stdlib", "--run-dir", run, *TINY, "--steps", 2)
+    assert code == 0, err
+    source = json.loads((run / "config.json").read_text())["source"]
+    assert source["python"] == platform.python_version() and len(source["sha256"]) == 64
+    monkeypatch.setattr(rundir.platform, "python_version", lambda: "3.99.0")
+    for command in (["eval", run], ["train", "--resume", run]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 1 and err.count("\n") == 1
+        assert f"trained on the standard library of Python {source['python']}; this is Python 3.99.0" in err

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import codecs
 import os
+import platform
 import string
+import sysconfig
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +120,17 @@ class Corpus:
     name: str
     vocab: Vocab
     codes: np.ndarray  # (N,) small unsigned ints
+    source: dict = field(default_factory=dict)  # what the text depends on, recorded in config.json
 
 
 def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
     """The training text named by --corpus or --text, with its vocabulary; with
     `letters`, only its first that many ASCII letters (see `letters_of`)."""
+    source = {}
     if text is not None:
         chunks, name = file_chunks(text), str(text)
     elif corpus in CORPORA:
-        chunks, name = CORPORA[corpus](), corpus
+        (chunks, source), name = CORPORA[corpus](), corpus
     else:
         raise UserError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
     if letters is not None:
@@ -136,7 +140,7 @@ def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
     codes = encode(chunks, vocab)
     if len(codes) == 0:
         raise UserError(f"{name}: the text is empty")
-    return Corpus(name, vocab, codes)
+    return Corpus(name, vocab, codes, source)
 
 
 def letters_of(chunks: Chunks, n: int, name: str = "the text") -> np.ndarray:
@@ -189,10 +193,61 @@ def huck_finn_path() -> Path:
     return path
 
 
-# The built-in corpora (--corpus NAME): each a function that gives its text's chunks.
+# Folders of the standard library that are not its source: installed packages and the
+# test suites (test, tests, idle_test); files that describe this build of Python, not
+# the library (_sysconfigdata*, config-*/), so that the text depends on the version alone.
+STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idle_test"}
+
+
+def stdlib_root() -> Path:
+    """The running Python's standard library folder."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_files(root: Path) -> list[Path]:
+    """The standard library's source files under `root`, in sorted path order."""
+    found = []
+    for path in root.rglob("*.py"):
+        folders = path.relative_to(root).parts[:-1]
+        if STDLIB_SKIP & set(folders) or any(f.startswith("config-") for f in folders):
+            continue
+        if not path.name.startswith("_sysconfigdata"):
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def python_stdlib_path() -> Path:
+    """The source of the running Python's standard library as one text (every file of
+    `stdlib_files`, each followed by a newline; about 12 MB on CPython 3.11), built once
+    into the cache, atomically, with its SHA-256 beside it."""
+    path = cache_dir() / f"python-stdlib-{platform.python_version()}.txt"
+    digest_path = path.with_suffix(".txt.sha256")
+    if path.is_file() and digest_path.is_file():
+        if sha256(path.read_bytes()) == digest_path.read_text().strip():
+            return path
+    root = stdlib_root()
+    files = stdlib_files(root)
+    if not files:
+        raise UserError(f"{root}: no standard library source here (a Python without its .py files?); "
+                        "train on a file with --text PATH")
+    body = b"".join(p.read_bytes() + b"\n" for p in files)
+    atomic_write(path, body)
+    atomic_write(digest_path, (sha256(body) + "\n").encode())
+    return path
+
+
+def _python_stdlib() -> tuple[Chunks, dict]:
+    path = python_stdlib_path()
+    digest = path.with_suffix(".txt.sha256").read_text().strip()
+    return file_chunks(path), {"python": platform.python_version(), "sha256": digest}
+
+
+# The built-in corpora (--corpus NAME): each a function that gives its text's chunks and
+# what the text depends on (recorded in the run's config.json, checked when it is read).
 CORPORA = {
-    "python-docs": lambda: string_chunks(python_docs()),
-    "huck-finn": lambda: file_chunks(huck_finn_path()),
+    "python-docs": lambda: (string_chunks(python_docs()), {}),
+    "huck-finn": lambda: (file_chunks(huck_finn_path()), {}),
+    "python-stdlib": _python_stdlib,
 }
 
 

@@ -47,7 +47,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     params = _init_params(cfg, corpus.vocab)  # a model that cannot read this text fails before the folder is made
     run_dir = _own_run_dir(run_dir)
     run_dir.claim(restart_unfinished=True)
-    run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()))
+    run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()), corpus.source)
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
     return _from_scratch(run_dir, cfg, corpus.vocab, splits, mode, params)
 
@@ -152,7 +152,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
             info["config"] = cfg.to_dict()
             run_dir.write_config(info)
     else:
-        writer.create(cfg, vocab, info["corpus"], info["split"], info["text_sha256"])
+        writer.create(cfg, vocab, info["corpus"], info["split"], info["text_sha256"], info.get("source"))
     if state is None:
         print(f"longmem: {run_dir.path} has no checkpoint yet; starting it again", file=sys.stderr)
         return _from_scratch(writer, cfg, vocab, splits, mode, _init_params(cfg, vocab))

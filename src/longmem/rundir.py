@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import platform
 import re
 import sys
 from dataclasses import dataclass
@@ -115,11 +116,13 @@ class RunDir:
         for path in self.checkpoints.glob(".ckpt-*.tmp"):
             path.unlink()
 
-    def create(self, cfg: RunConfig, vocab: Vocab, corpus: str, split: dict, text_sha256: str) -> None:
+    def create(self, cfg: RunConfig, vocab: Vocab, corpus: str, split: dict, text_sha256: str,
+               source: dict | None = None) -> None:
         info = {
             "format": FORMAT,
             "corpus": corpus,
             "text_sha256": text_sha256,
+            **({"source": source} if source else {}),
             "split": split,
             "versions": versions(),
             "config": cfg.to_dict(),
@@ -196,6 +199,10 @@ class RunDir:
 
     def load_text(self, info: dict, data) -> Corpus:
         """The run's training text (a DataConfig names it), refused if it has changed."""
+        python = info.get("source", {}).get("python")
+        if python and python != platform.python_version():
+            raise UserError(f"{self.path} trained on the standard library of Python {python}; this is Python "
+                            f"{platform.python_version()}, whose library is another text: use Python {python}")
         corpus = load_corpus(data.corpus, data.text, data.letters)
         # The digest is of the codes, so the vocabulary must match too.
         if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab.chars != self.read_vocab():
