@@ -365,6 +365,11 @@ def memory_flags(p: argparse.ArgumentParser) -> None:
     _curve_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="PNG of the curve (default: DIR/plots/memory.png)")
+    p.add_argument("--influence", action="store_true",
+                   help="also the gradient of each prediction with respect to each of the --max-context "
+                   "inputs before it, by lag (stored in the run; figure beside the curve, NAME-influence.png)")
+    p.add_argument("--influence-positions", type=at_least(1), default=256,
+                   help="positions whose gradients are averaged for --influence")
     _lock_arg(p)
 
 
@@ -377,9 +382,10 @@ def cmd_memory(args) -> None:
     least --max-context characters before them) are the same for every k; the
     reference row ('unlimited') scores them with state carried from the start of
     the held-out text. The curve is stored in the run (memory/), keyed by the
-    checkpoint's step and these settings.
+    checkpoint's step and these settings. --influence adds the second view: the
+    gradient of each prediction with respect to each earlier input, by lag.
     """
-    from longmem.study import memory
+    from longmem.study import influence, memory
 
     ks = memory.contexts(args.max_context)
     run = RunDir(args.run_dir)
@@ -389,13 +395,26 @@ def cmd_memory(args) -> None:
     snap, predictor = _load(args, reads_text="memory curve")
     codes, _ = _heldout(args, snap)
     curve = memory.of_run(run, snap, predictor, codes, args.split, args.positions, ks, args.seed, args.text)
+    looks = None
+    if args.influence:
+        looks = influence.of_run(run, snap, predictor, codes, args.split, args.influence_positions,
+                                 args.max_context, args.seed, args.text)
+    figures = [target, target.with_name(f"{target.stem}-influence.png") if looks else None] if target else []
     if target:
         memory.figure({"": curve}, target)
+    if looks and target:
+        influence.figure({"": looks}, figures[1])
     if args.json:
-        print(json.dumps(curve.to_dict() | {"step": snap.step, "figure": str(target) if target else None}))
-    else:
-        print(memory.table(curve))
-        print(f"figure: {target}" if target else "figure: not written (give --out FILE)")
+        shown = curve.to_dict() | {"step": snap.step, "figure": str(target) if target else None}
+        if looks:
+            shown |= {"influence": looks.to_dict(), "influence_figure": str(figures[1]) if target else None}
+        print(json.dumps(shown))
+        return
+    print(memory.table(curve))
+    if looks:
+        print("\n" + influence.table(looks))
+    print(f"figure: {', '.join(map(str, filter(None, figures)))}" if target else
+          "figure: not written (give --out FILE)")
 
 
 def compare_flags(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from pytensor.tensor.special import log_softmax
 
@@ -86,6 +87,7 @@ class Predictor:
         self._windows: dict[tuple[int, int], object] = {}  # (T, B) -> window_fn
         self._steps: dict[int, object] = {}  # batch -> step_fn
         self._internals: dict[tuple, tuple] = {}  # (T, names, one_number) -> (function, names)
+        self._gradients: dict[tuple[int, int], object] = {}  # (T, B) -> input_gradient_fn
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         return self.net.init_state(self.cfg, batch)
@@ -121,6 +123,26 @@ class Predictor:
             self._steps[batch] = engine.compile_function([x, *state.values()], [fw.logits[0], *fw.state.values()],
                                                          self.mode)
         return self._steps[batch]
+
+    def input_gradient_fn(self, T: int, B: int):
+        """(x (T, B), y (T, B)) -> (T, B): for each stream, read from the initial state, the norm
+        of the gradient of log p(target at the last position) with respect to each input's
+        embedding (all the net's EMBEDDINGS together)."""
+        if (T, B) not in self._gradients:
+            x = pt.tensor("x", dtype="int32", shape=(T, B))
+            y = pt.tensor("y", dtype="int32", shape=(T, B))
+            # Each embedding's rows for the window's codes, as a variable of their own, read
+            # back by the net through positions 0 .. T*B - 1: its gradient is per input.
+            rows = {name: self.params[name][x.reshape((-1,))] for name in self.net.EMBEDDINGS}
+            positions = pt.as_tensor(np.arange(T * B, dtype=np.int32).reshape(T, B))
+            start = {name: pt.as_tensor(value) for name, value in self.zero_state(B).items()}
+            fw = self.net.forward(self.params | rows, positions, start)
+            last = self.net.log_probs(fw.logits, self.net.target(x, y))[-1].sum()  # streams are independent
+            grads = pytensor.grad(last, list(rows.values()))
+            norm = pt.sqrt(sum((g.reshape((T, B, -1)) ** 2).sum(axis=-1) for g in grads))
+            # y is unused by a net whose target does not read the next characters (caesar)
+            self._gradients[T, B] = engine.compile_function([x, y], norm, self.mode, unused_ok=True)
+        return self._gradients[T, B]
 
     def trace(self, codes: np.ndarray, seq: int, names: list[str]) -> dict[str, np.ndarray]:
         """For each character of `codes`, read as one stream with state carried, the named

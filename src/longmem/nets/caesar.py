@@ -20,6 +20,7 @@ from longmem.nets import parts
 from longmem.nets.protocol import Diagram, Forward
 
 LETTERS = 26
+EMBEDDINGS = ("hidden.W",)  # the parameters indexed by the window's codes (a one-hot product)
 EXPLODES = None  # squared error can start near zero: only NaN or infinity stops a run
 BITS = False  # the loss is a squared error, not bits
 schedule = parts.unscheduled

@@ -37,6 +37,7 @@ from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 
 from longmem.nets.protocol import Diagram, Forward
 
 MAX_SLOPE = 5.0
+EMBEDDINGS = ("hm.0.W",)  # the parameters indexed by the window's codes
 
 # A character language model, as parts.py defines one; its output is read from every layer.
 target, loss = parts.next_char, parts.cross_entropy

@@ -29,6 +29,7 @@ from longmem.nets.protocol import Diagram, Forward
 # A character language model, as parts.py defines one.
 target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled
 OPTIONS = {"weight_drop"}  # the model options (per_net in config.py) it reads
+EMBEDDINGS = ("lstm.0.Wx",)  # the parameters indexed by the window's codes
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -34,6 +34,7 @@ from longmem.nets.protocol import Diagram, Forward
 
 BASE = True  # built on a finished run (--base)
 STAGES = ("stage1", "stage2", "stage3")
+EMBEDDINGS = ("stage1.Wx", "stage2.Wx", "stage3.Wx")  # the parameters indexed by the window's codes
 
 # A character language model (stage 3's cross-entropy), as parts.py defines one.
 target, loss = parts.next_char, parts.cross_entropy

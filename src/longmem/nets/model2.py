@@ -30,6 +30,7 @@ from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 
 from longmem.nets.protocol import Diagram, Forward
 
 STATE = ("a.h", "a.c", "b.h", "b.c", "u")
+EMBEDDINGS = ("a.Wx",)  # the parameters indexed by the window's codes
 
 # A character language model (A's cross-entropy), as parts.py defines one.
 target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled

@@ -37,6 +37,11 @@ A model module has:
         the node "x" (the window's characters) and "state" (carried in) to
         "logits" and "next state"; the loss and the optimizer are added
         around it
+    EMBEDDINGS: tuple[str, ...]
+        the parameters `forward` indexes by the window's codes (`P[x]`, an
+        embedding lookup) and reads in no other way: the gradient of a
+        prediction with respect to each input (`longmem memory --influence`)
+        is taken with respect to those rows
     describe(cfg) -> str
         its size in words, for the report's summary ("2 x 256 cells")
     OPTIONS: set[str] (optional, default none)

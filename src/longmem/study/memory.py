@@ -24,7 +24,11 @@ from longmem.predict import Predictor
 
 NEAR = 0.02  # bits: a context is "enough" when its bpc is this close to unlimited
 GAIN_AT = 64  # the long-context gain is bpc at this context minus unlimited
-CHUNK = 256  # positions read at once
+CHUNK = 256  # positions read at once, at most
+# ... and at most this many characters at once (positions x (k + 1)): the window's logits are
+# (k + 1, positions, V) floats, 930 MB for 256 positions at k = 4096 with 222 symbols, and
+# a 4,096-character curve on python-stdlib peaked at 6.0 GB resident before this bound.
+WINDOW_CHARS = 1 << 17
 
 
 def contexts(max_context: int) -> list[int]:
@@ -98,7 +102,7 @@ def summary(ks: list[int], bpc: list[float], unlimited: float) -> tuple[int | No
 def _with_context(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, k: int):
     """Bits and hits at each chosen position p, reading codes[p - k : p] from a zero state."""
     bits, right = [], []
-    width = min(CHUNK, len(chosen))
+    width = min(CHUNK, len(chosen), max(1, WINDOW_CHARS // (k + 1)))
     offsets = np.arange(-k, 1)  # the k inputs and, last, the target
     for start in range(0, len(chosen), width):
         part = chosen[start : start + width]
