@@ -104,7 +104,8 @@ def test_hmlstm_survives_kills_and_is_measured(tmp_path, small_text, capsys):
     whole = killed_equals_whole(capsys, tmp_path, "train",
                                 ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
     for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 16, "--positions", 20]):
+                    ["memory", whole, "--max-context", 16, "--positions", 20, "--influence",
+                     "--influence-positions", 4]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
     code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "hm.0.z", "hm.1.c[0]")

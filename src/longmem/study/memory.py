@@ -135,7 +135,9 @@ def of_run(run, snap, predictor: Predictor, codes: np.ndarray, split: str, posit
     """A run's memory curve on its held-out `split` (or on `text`), stored in the run
     (memory/) keyed by the checkpoint's step and the settings, and read from there
     when it was measured before."""
-    measure_it = lambda: measure(predictor, codes, ks, positions, seed, snap.config.train.seq).to_dict()  # noqa: E731
+    def measure_it() -> dict:
+        return measure(predictor, codes, ks, positions, seed, snap.config.train.seq).to_dict()
+
     if text:
         return Curve(**measure_it())
     key = {"step": snap.step, "split": split, "positions": positions, "seed": seed,

@@ -191,9 +191,12 @@ def _image(fig, alt: str) -> str:
 
 
 def _table(head: list[str] | None, rows: list[list]) -> str:
-    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in row)  # noqa: E731
-    heading = f"<tr>{cells(head, 'th')}</tr>" if head else ""
-    return "<table>" + heading + "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows) + "</table>"
+    heading = f"<tr>{_table_row(head, 'th')}</tr>" if head else ""
+    return "<table>" + heading + "".join(f"<tr>{_table_row(r, 'td')}</tr>" for r in rows) + "</table>"
+
+
+def _table_row(row: list, tag: str) -> str:
+    return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in row)
 
 
 def _note(text: str) -> str:
