@@ -173,6 +173,20 @@ def draw(panels: list[Panel], title: str | None = None, share_y: bool = False, s
     return fig
 
 
+def by_distance(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Finish axes whose x is a distance in characters, 1, 2, 4, ... on a log scale."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+
+
 def pyplot(show: bool = False):
     """matplotlib.pyplot, drawing off screen unless the figure is to be shown."""
     import matplotlib

@@ -97,12 +97,7 @@ def figure(influences: dict[str, Influence], path: Path) -> Path:
     fig, ax = plot.pyplot().subplots(figsize=(8, 4.5))
     for i, (label, influence) in enumerate(influences.items()):
         ax.plot(influence.lags, influence.norm, color=f"C{i}", label=label or "mean gradient norm")
-    ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("lag: characters back")
-    ax.set_ylabel("|d log p / d input|")
-    ax.set_title("where the model looks: influence of each earlier input")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    plot.by_distance(ax, "lag: characters back", "|d log p / d input|",
+                     "where the model looks: influence of each earlier input")
     return plot.save(fig, path)

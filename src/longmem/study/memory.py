@@ -159,20 +159,12 @@ def figure(curves: dict[str, Curve], path: Path) -> Path:
 
 
 def draw(curves: dict[str, Curve]):
-    import matplotlib.ticker
-
     fig, ax = plot.pyplot().subplots(figsize=(8, 4.5))
     for i, (label, curve) in enumerate(curves.items()):
         color = f"C{i}"
         ax.plot(curve.contexts, curve.bpc, marker=".", color=color, label=label or "context k")
         ax.axhline(curve.unlimited_bpc, color=color, ls="--", lw=1,
                    label=f"{label} unlimited".strip())
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("characters of context (k)")
-    ax.set_ylabel("held-out bits per character")
-    ax.set_title("how far back the model's memory reaches")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    plot.by_distance(ax, "characters of context (k)", "held-out bits per character",
+                     "how far back the model's memory reaches")
     return fig
