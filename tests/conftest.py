@@ -10,6 +10,10 @@ from pathlib import Path
 _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="longmem-jax-cache-")
+# No test reads or writes the user's download cache (a test that damages a cached text
+# must not damage theirs): one of the session's own, which the `cache` fixture narrows.
+_DOWNLOADS = tempfile.mkdtemp(prefix="longmem-cache-")
+os.environ["LONGMEM_CACHE_DIR"] = _DOWNLOADS
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
@@ -26,6 +30,7 @@ def _configure():
     """Every test builds float32 graphs on the JAX CPU backend."""
     engine.configure("jax", "cpu")
     yield
+    shutil.rmtree(_DOWNLOADS, ignore_errors=True)
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 

@@ -1,12 +1,16 @@
+import dataclasses
 import http.server
+import io
 import json
 import platform
 import threading
+import zipfile
 
 import numpy as np
 import pytest
 from conftest import SHARED_BOOK
 
+from helpers import TINY, run_cli
 from longmem import corpus
 from longmem.errors import UserError
 
@@ -165,16 +169,15 @@ def test_python_stdlib_is_built_once_into_the_cache(cache, tmp_path, monkeypatch
     expected = "".join((root / n).read_text() + "\n" for n in ("a.py", "b/c.py", "b_d.py"))
     assert path.read_text() == expected and path.parent == cache
     assert (cache / f"{path.name}.sha256").read_text().strip() == corpus.sha256(path.read_bytes())
+    files = corpus.stdlib_files
     monkeypatch.setattr(corpus, "stdlib_files", lambda root: pytest.fail("built again"))
     assert corpus.python_stdlib_path() == path
     path.write_text("damaged")
-    monkeypatch.undo()
-    monkeypatch.setattr(corpus, "stdlib_root", lambda: root)
+    monkeypatch.setattr(corpus, "stdlib_files", files)  # (not undo(): that would undo the cache fixture too)
     assert corpus.python_stdlib_path().read_text() == expected  # a damaged cache is built again
 
 
 def test_a_python_stdlib_run_names_its_python_and_refuses_another(cache, tmp_path, monkeypatch, capsys):
-    from helpers import TINY, run_cli
     from longmem import rundir
 
     monkeypatch.setattr(corpus, "stdlib_root", lambda: _fake_stdlib(tmp_path / "lib"))
@@ -188,3 +191,83 @@ def test_a_python_stdlib_run_names_its_python_and_refuses_another(cache, tmp_pat
         code, _, err = run_cli(capsys, *command)
         assert code == 1 and err.count("\n") == 1
         assert f"trained on the standard library of Python {source['python']}; this is Python 3.99.0" in err
+
+
+def _serve(monkeypatch, env: str, body: bytes, name: str = "enwik8.zip"):
+    """A local HTTP server giving `body` at the address in `env`; returns its list of hits."""
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(env, f"http://127.0.0.1:{server.server_port}/{name}")
+    return hits, server
+
+
+def _small_benchmark(monkeypatch, name="enwik8"):
+    """A small file in the benchmark's place: raw bytes (UTF-8 markup with accents), its zip
+    archive, and the benchmark's expected sizes and digests pointed at them."""
+    raw = ("<page><title>Café</title><text>[[Zürich]] is a city. ''x'' &amp; y</text></page>\n" * 60).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(name, raw)
+    archive = buffer.getvalue()
+    spec = dataclasses.replace(corpus.BENCHMARKS[name], zip_size=len(archive), zip_sha256=corpus.sha256(archive),
+                               size=len(raw), sha256=corpus.sha256(raw))
+    monkeypatch.setitem(corpus.BENCHMARKS, name, spec)
+    return raw, archive, spec
+
+
+def test_enwik8_downloads_once_checked_and_is_read_as_bytes(cache, monkeypatch, capsys, tmp_path):
+    raw, archive, spec = _small_benchmark(monkeypatch)
+    hits, server = _serve(monkeypatch, spec.url_env, archive)
+    c = corpus.load("enwik8", None)
+    assert len(hits) == 1 and sorted(p.name for p in cache.iterdir()) == ["enwik8", "enwik8.sha256"]
+    assert len(c.vocab) == len(set(raw)) and len(c.codes) == len(raw)  # a symbol per byte value: é is two
+    assert c.vocab.decode(c.codes).encode("latin-1") == raw and c.source["unit"] == "byte"
+    n = len(raw)
+    assert c.bounds(0.05, 0.05) == {"train": [0, n - 2 * round(n * 0.05)], "val": [n - 2 * round(n * 0.05),
+                                    n - round(n * 0.05)], "test": [n - round(n * 0.05), n]}
+    with pytest.raises(UserError, match="--val-fraction and --test-fraction do not apply"):
+        c.bounds(0.1, 0.05)
+    server.shutdown()  # offline from now on: the cache serves
+    np.testing.assert_array_equal(corpus.load("enwik8", None).codes, c.codes)
+    code, _, err = run_cli(capsys, "train", "--corpus", "enwik8", "--run-dir", tmp_path / "run", *TINY, "--steps", 5)
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "inspect", tmp_path / "run")
+    assert f"enwik8, {len(set(raw))} symbols: bytes" in out
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda archive: archive[:-100], "bytes, not the"),
+    (lambda archive: archive[:40] + bytes(len(archive) - 40), "SHA-256 differs"),
+])
+def test_a_bad_benchmark_download_is_one_line_and_caches_nothing(cache, monkeypatch, damage, message):
+    _, archive, spec = _small_benchmark(monkeypatch, "text8")
+    _serve(monkeypatch, spec.url_env, damage(archive), "text8.zip")
+    with pytest.raises(UserError, match=message):
+        corpus.load("text8", None)
+    assert not [p for p in cache.iterdir() if p.is_file()]
+
+
+def test_a_damaged_benchmark_archive_or_no_network_caches_nothing(cache, monkeypatch):
+    not_a_zip = b"PK not really an archive" * 10
+    spec = dataclasses.replace(corpus.BENCHMARKS["text8"], zip_size=len(not_a_zip), zip_sha256=corpus.sha256(not_a_zip))
+    monkeypatch.setitem(corpus.BENCHMARKS, "text8", spec)
+    _serve(monkeypatch, spec.url_env, not_a_zip, "text8.zip")
+    with pytest.raises(UserError, match="archive from .* is damaged"):
+        corpus.load("text8", None)
+    monkeypatch.setenv(spec.url_env, "http://127.0.0.1:9/text8.zip")  # nothing listens on port 9
+    with pytest.raises(UserError, match="cannot download text8 .*LONGMEM_TEXT8_URL"):
+        corpus.load("text8", None)
+    assert not [p for p in cache.iterdir() if p.is_file()]

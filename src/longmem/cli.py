@@ -273,12 +273,14 @@ def cmd_inspect(args) -> None:
     from longmem.loop import summary
     from longmem.rundir import load
 
-    snap = load(RunDir(args.run_dir))
-    report = summary(snap)
+    run = RunDir(args.run_dir)
+    snap = load(run)
+    report = summary(snap, run.read_config())
     if args.json:
         print(json.dumps(report))
         return
     print(f"run         {args.run_dir}")
+    print(f"text        {report['text']}")
     print(f"step        {report['step']} (epoch {report['epoch']}, {report['checkpoint']})")
     print(f"lr          {report['lr']:.4g} for the next step")
     if report["best_step"] is not None:

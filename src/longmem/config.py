@@ -97,7 +97,8 @@ class OptimConfig:
 class DataConfig:
     corpus: str = opt("python-docs", "built-in corpus: python-docs (CPython's reference documentation, "
                       "460 KB), huck-finn (downloaded once), python-stdlib (the running Python's standard "
-                      "library source, 12 MB, built once)", choices=registry("longmem.corpus", "CORPORA"))
+                      "library source, 12 MB, built once), enwik8 and text8 (the standard benchmarks, 100 MB each, "
+                      "downloaded once; enwik8 modelled as bytes)", choices=registry("longmem.corpus", "CORPORA"))
     text: str | None = opt(None, "train on this UTF-8 file instead of a built-in corpus")
     letters: int | None = opt(
         None, "keep only the first N ASCII letters of the text, lower-cased, with the 26 letters "

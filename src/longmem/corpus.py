@@ -8,12 +8,15 @@ sits in memory as Python strings or one-hot rows.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import platform
 import string
+import sys
 import sysconfig
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,30 +87,59 @@ def file_chunks(path: str | Path) -> Chunks:
     return chunks
 
 
+def byte_chunks(path: Path) -> Chunks:
+    """A file's bytes as characters U+0000..U+00FF, one per byte (read as Latin-1): the
+    text of a corpus modelled byte by byte."""
+
+    def chunks() -> Iterator[str]:
+        with path.open("rb") as f:
+            while block := f.read(CHUNK):
+                yield block.decode("latin-1")
+
+    return chunks
+
+
 def string_chunks(text: str) -> Chunks:
     return lambda: (text[i : i + CHUNK] for i in range(0, len(text), CHUNK))
 
 
 def _codepoints(chunk: str) -> np.ndarray:
-    return np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)
+    """The chunk's code points: uint8 when they all are below 256 (most text, and every
+    text read as bytes), which `build_vocab` and `encode` then count and look up directly."""
+    try:
+        return np.frombuffer(chunk.encode("latin-1"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)
 
 
 def build_vocab(chunks: Chunks) -> Vocab:
     """The sorted set of characters that occur in the text."""
-    seen = np.zeros(0, dtype=np.uint32)
+    seen, small = np.zeros(0, dtype=np.uint32), np.zeros(256, dtype=bool)
     for chunk in chunks():
-        seen = np.union1d(seen, np.unique(_codepoints(chunk)))
+        cps = _codepoints(chunk)
+        if cps.dtype == np.uint8:
+            small |= np.bincount(cps, minlength=256) > 0
+        else:
+            seen = np.union1d(seen, np.unique(cps))
+    seen = np.union1d(seen, np.flatnonzero(small).astype(np.uint32))
     return Vocab(seen.astype("<u4").tobytes().decode("utf-32-le"))
 
 
 def encode(chunks: Chunks, vocab: Vocab, what: str = "text") -> np.ndarray:
     """The text as codes of `vocab`; characters outside it are a UserError that lists them."""
     table = vocab.codepoints()
+    lookup = np.full(256, -1, dtype=np.int64)  # code of each code point below 256, -1 if none
+    below = table[table < 256]
+    lookup[below] = np.arange(len(below))
     parts = []
     for chunk in chunks():
         cps = _codepoints(chunk)
-        idx = np.searchsorted(table, cps).clip(0, max(len(table) - 1, 0))
-        bad = table[idx] != cps if len(table) else np.ones(len(cps), bool)
+        if cps.dtype == np.uint8:
+            idx = lookup[cps]
+            bad = idx < 0
+        else:
+            idx = np.searchsorted(table, cps).clip(0, max(len(table) - 1, 0))
+            bad = table[idx] != cps if len(table) else np.ones(len(cps), bool)
         if bad.any():
             unknown = "".join(sorted(set(chunk[i] for i in np.flatnonzero(bad)[:10_000])))
             raise UserError(f"{what} has characters outside the vocabulary: {unknown!r}")
@@ -121,6 +153,20 @@ class Corpus:
     vocab: Vocab
     codes: np.ndarray  # (N,) small unsigned ints
     source: dict = field(default_factory=dict)  # what the text depends on, recorded in config.json
+    standard_split: bool = False  # a benchmark's: train, validation, test in that order, 90/5/5
+
+    def bounds(self, val_fraction: float, test_fraction: float) -> dict[str, list[int]]:
+        """Where the train, test and validation parts lie (see `split`)."""
+        if not self.standard_split:
+            return split(len(self.codes), val_fraction, test_fraction)
+        if (val_fraction, test_fraction) != (STANDARD_HELD_OUT, STANDARD_HELD_OUT):
+            raise UserError(f"{self.name} has the split every published figure uses (the first 90% trains, "
+                            "the next 5% validates, the last 5% tests); --val-fraction and --test-fraction "
+                            "do not apply to it")
+        n = len(self.codes)
+        val_start = n - 2 * int(round(n * STANDARD_HELD_OUT))
+        test_start = n - int(round(n * STANDARD_HELD_OUT))
+        return {"train": [0, val_start], "test": [test_start, n], "val": [val_start, test_start]}
 
 
 def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
@@ -140,7 +186,7 @@ def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
     codes = encode(chunks, vocab)
     if len(codes) == 0:
         raise UserError(f"{name}: the text is empty")
-    return Corpus(name, vocab, codes, source)
+    return Corpus(name, vocab, codes, source, standard_split=text is None and corpus in BENCHMARKS)
 
 
 def letters_of(chunks: Chunks, n: int, name: str = "the text") -> np.ndarray:
@@ -242,12 +288,120 @@ def _python_stdlib() -> tuple[Chunks, dict]:
     return file_chunks(path), {"python": platform.python_version(), "sha256": digest}
 
 
+@dataclass(frozen=True)
+class Benchmark:
+    """A standard benchmark text, published as a zip archive of one file."""
+
+    name: str
+    url: str
+    zip_size: int
+    zip_sha256: str
+    size: int  # bytes of the file inside, named `name`
+    sha256: str
+    unit: str  # what is modelled: "byte" (each byte a symbol) or "character"
+
+    @property
+    def url_env(self) -> str:
+        return f"LONGMEM_{self.name.upper()}_URL"
+
+
+# The digests are the ones published with the files and used by many projects: the
+# archive's and its one file's (enwik8's md5 a1fa5ffddb56f4953e226637dabbb36a is the
+# Hutter Prize's).
+BENCHMARKS = {
+    "enwik8": Benchmark("enwik8", "http://mattmahoney.net/dc/enwik8.zip", 36_445_475,
+                        "547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc", 100_000_000,
+                        "2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8", "byte"),
+    "text8": Benchmark("text8", "http://mattmahoney.net/dc/text8.zip", 31_344_016,
+                       "a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232", 100_000_000,
+                       "6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7", "character"),
+}
+STANDARD_HELD_OUT = 0.05  # the benchmarks' validation and test parts, each 5M of 100M
+
+
+def benchmark_path(spec: Benchmark) -> Path:
+    """The benchmark's file in the cache: downloaded once from its address (or the mirror
+    in $LONGMEM_<NAME>_URL), the archive and the file inside checked against their
+    published sizes and SHA-256 before anything is kept. A failed download, a wrong or
+    truncated file, or an interruption leaves nothing in the cache."""
+    path = cache_dir() / spec.name
+    digest_path = path.with_name(f"{spec.name}.sha256")
+    if path.is_file() and digest_path.is_file() and digest_path.read_text().strip() == spec.sha256:
+        if path.stat().st_size == spec.size and _file_sha256(path) == spec.sha256:
+            return path
+    url = os.environ.get(spec.url_env) or spec.url
+    path.parent.mkdir(parents=True, exist_ok=True)
+    archive = path.with_name(f".{spec.name}.zip.{os.getpid()}.part")
+    inside = path.with_name(f".{spec.name}.{os.getpid()}.part")
+    print(f"longmem: downloading {spec.name} from {url} ({spec.zip_size / 1e6:.0f} MB, once)", file=sys.stderr)
+    try:
+        _download(url, archive, spec)
+        _check(archive, spec.zip_size, spec.zip_sha256, f"the download from {url}", f"{spec.name}.zip")
+        _unzip(archive, spec.name, inside, url)
+        _check(inside, spec.size, spec.sha256, f"{spec.name} in the archive from {url}", spec.name)
+        os.replace(inside, path)
+        atomic_write(digest_path, (spec.sha256 + "\n").encode())
+    finally:
+        archive.unlink(missing_ok=True)
+        inside.unlink(missing_ok=True)
+    return path
+
+
+def _download(url: str, to: Path, spec: Benchmark) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, to.open("wb") as out:
+            while block := response.read(CHUNK):
+                out.write(block)
+                if out.tell() > spec.zip_size:
+                    break  # longer than the archive: _check says so
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"cannot download {spec.name} from {url} ({reason}); nothing was cached; set "
+                        f"{spec.url_env} to a mirror, or train on a file with --text PATH") from None
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check(path: Path, size: int, digest: str, what: str, expected: str) -> None:
+    found = path.stat().st_size
+    if found != size:
+        raise UserError(f"{what} is {found:,} bytes, not the {size:,} of {expected} (truncated or another "
+                        "file); nothing was cached")
+    if _file_sha256(path) != digest:
+        raise UserError(f"{what} is not {expected} (its SHA-256 differs from the published {digest[:12]}...); "
+                        "nothing was cached")
+
+
+def _unzip(archive: Path, member: str, to: Path, url: str) -> None:
+    try:
+        with zipfile.ZipFile(archive) as z, z.open(member) as src, to.open("wb") as out:
+            while block := src.read(CHUNK):
+                out.write(block)
+    except KeyError:
+        raise UserError(f"the archive from {url} holds no file {member!r}; nothing was cached") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise UserError(f"the archive from {url} is damaged ({e}); nothing was cached") from None
+
+
+def _benchmark(name: str) -> tuple[Chunks, dict]:
+    spec = BENCHMARKS[name]
+    return byte_chunks(benchmark_path(spec)), {"sha256": spec.sha256, "unit": spec.unit}
+
+
 # The built-in corpora (--corpus NAME): each a function that gives its text's chunks and
 # what the text depends on (recorded in the run's config.json, checked when it is read).
 CORPORA = {
     "python-docs": lambda: (string_chunks(python_docs()), {}),
     "huck-finn": lambda: (file_chunks(huck_finn_path()), {}),
     "python-stdlib": _python_stdlib,
+    "enwik8": lambda: _benchmark("enwik8"),
+    "text8": lambda: _benchmark("text8"),
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from longmem import checkpoint, engine, track
 from longmem.batches import Streams
 from longmem.config import RunConfig, validate
-from longmem.corpus import Vocab, parts, split
+from longmem.corpus import Vocab, parts
 from longmem.corpus import load as load_corpus
 from longmem.errors import UserError
 from longmem.files import cut_log, line_end, machine_memory, readable_size, sha256
@@ -38,7 +38,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
     corpus = load_corpus(cfg.data.corpus, cfg.data.text, cfg.data.letters)
-    bounds = split(len(corpus.codes), cfg.data.val_fraction, cfg.data.test_fraction)
+    bounds = corpus.bounds(cfg.data.val_fraction, cfg.data.test_fraction)
     splits = parts(corpus.codes, bounds)
     Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     if cfg.train.backend == "jax":

@@ -65,10 +65,15 @@ class TrainState:
             )
         return cls(**{**meta, "cursor": Cursor(**meta.get("cursor", {}))})
 
-def summary(snap) -> dict:
-    """What `longmem inspect` says of a run's newest checkpoint (a rundir.Snapshot)."""
+def summary(snap, info: dict) -> dict:
+    """What `longmem inspect` says of a run's newest checkpoint (a rundir.Snapshot) and its
+    config.json (`info`)."""
     state = snap.meta["state"]
+    unit = info.get("source", {}).get("unit", "character")
+    symbols = "bytes: the text is modelled byte by byte, bits per character are bits per byte" \
+        if unit == "byte" else "characters"
     return {
+        "text": f"{info.get('corpus')}, {len(snap.vocab)} symbols: {symbols}",
         "step": state["step"],
         "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0)),
         "epoch": state["cursor"]["epoch"],
