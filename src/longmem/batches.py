@@ -42,6 +42,10 @@ class Streams:
     def chars_per_window(self) -> int:
         return self.batch * self.seq
 
+    def at(self, cursor: Cursor) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets of the window the cursor is at (every pass reads the same text)."""
+        return self.window(cursor.window)
+
     def window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-character targets of window k, each (T, B) int32."""
         return self.columns(k * self.seq, (k + 1) * self.seq)

@@ -419,6 +419,44 @@ def cmd_memory(args) -> None:
           "figure: not written (give --out FILE)")
 
 
+def probe_flags(p: argparse.ArgumentParser) -> None:
+    _run_arg(p, which=True)
+    p.add_argument("--distances", nargs="+", type=at_least(1), metavar="D",
+                   help="distances to score (default: 16 64 256 1024 4096)")
+    p.add_argument("--episodes", type=at_least(1), default=64, help="fresh episodes per distance")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", help="PNG of accuracy by distance (default: DIR/plots/probe.png)")
+    _lock_arg(p)
+
+
+def cmd_probe(args) -> None:
+    """accuracy by distance on the probe a run trained on
+
+    For each distance, --episodes fresh episodes of the run's probe (seeded by the
+    run's seed and the distance, never seen in training), each read from the
+    initial state: the accuracy and bits on the scored characters (those only a
+    model that remembers can predict), against chance, including distances beyond
+    the trained range. The probe reach is the longest distance with 90% or more.
+    Stored in the run (probe/), keyed by the checkpoint's step and these settings.
+    """
+    from longmem.study import probe
+
+    run = RunDir(args.run_dir)
+    target = _output(args.out, run, run.plots / "probe.png")
+    if not args.out and not run.may_store():
+        target = None
+    snap, predictor = _load(args)
+    found = probe.of_run(run, snap, predictor, probe.of_config(run), args.distances or probe.DISTANCES,
+                         args.episodes)
+    if target:
+        probe.figure({"": found}, target)
+    if args.json:
+        print(json.dumps(found.to_dict() | {"step": snap.step, "figure": str(target) if target else None}))
+        return
+    print(probe.table(found))
+    print(f"figure: {target}" if target else "figure: not written (give --out FILE)")
+
+
 def compare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="DIR", help="run directories")
     p.add_argument("--out", required=True, help="folder for the table and figures")
@@ -606,6 +644,7 @@ COMMANDS = {
     "plot": (plot_flags, cmd_plot),
     "caesar": (caesar_flags, cmd_caesar),
     "memory": (memory_flags, cmd_memory),
+    "probe": (probe_flags, cmd_probe),
     "compare": (compare_flags, cmd_compare),
     "compress": (compress_flags, cmd_compress),
     "decompress": (decompress_flags, cmd_decompress),

@@ -98,12 +98,19 @@ class DataConfig:
     corpus: str = opt("python-docs", "built-in corpus: python-docs (CPython's reference documentation, "
                       "460 KB), huck-finn (downloaded once), python-stdlib (the running Python's standard "
                       "library source, 12 MB, built once), enwik8 and text8 (the standard benchmarks, 100 MB each, "
-                      "downloaded once; enwik8 modelled as bytes)", choices=registry("longmem.corpus", "CORPORA"))
+                      "downloaded once; enwik8 modelled as bytes), probe:copy, probe:selective-copy, probe:recall "
+                      "(endless synthetic episodes; see longmem probe)", choices=registry("longmem.corpus", "NAMES"))
     text: str | None = opt(None, "train on this UTF-8 file instead of a built-in corpus")
     letters: int | None = opt(
         None, "keep only the first N ASCII letters of the text, lower-cased, with the 26 letters "
         "as the vocabulary (the Caesar experiment's data)"
     )
+    probe_distance: str | None = opt(None, "with --corpus probe:NAME: the distances its episodes are drawn "
+                                     "from, LO:HI, log-uniformly (default 16:1024)")
+    probe_length: int | None = opt(None, "with --corpus probe:NAME: symbols to remember (copy 10, "
+                                   "selective-copy 16) or key-value pairs (recall 8)")
+    probe_symbols: int | None = opt(None, "with --corpus probe:NAME: distinct data symbols (copy 8, "
+                                    "selective-copy 16, recall 10 values)")
     val_fraction: float = opt(0.05, "last part of the text held out for validation")
     test_fraction: float = opt(0.05, "part before the validation split held out for testing")
 

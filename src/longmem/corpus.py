@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from longmem import probes
+from longmem.batches import Streams
 from longmem.config import DataConfig, check, check_fractions
 from longmem.errors import UserError
 from longmem.files import atomic_write, cache_dir, input_file, sha256
@@ -154,9 +156,14 @@ class Corpus:
     codes: np.ndarray  # (N,) small unsigned ints
     source: dict = field(default_factory=dict)  # what the text depends on, recorded in config.json
     standard_split: bool = False  # a benchmark's: train, validation, test in that order, 90/5/5
+    probe: probes.Probe | None = None  # a probe's: its training text is generated endlessly
+    seed: int = 0  # ... from this seed
+    parts: dict[str, list[int]] | None = None  # ... and its fixed parts lie here
 
     def bounds(self, val_fraction: float, test_fraction: float) -> dict[str, list[int]]:
         """Where the train, test and validation parts lie (see `split`)."""
+        if self.parts:
+            return self.parts
         if not self.standard_split:
             return split(len(self.codes), val_fraction, test_fraction)
         if (val_fraction, test_fraction) != (STANDARD_HELD_OUT, STANDARD_HELD_OUT):
@@ -169,6 +176,45 @@ class Corpus:
         return {"train": [0, val_start], "test": [test_start, n], "val": [val_start, test_start]}
 
 
+    def train_streams(self, train: np.ndarray, batch: int, seq: int) -> Streams:
+        """The streams training reads: through the training part, or a probe's endless text."""
+        if self.probe:
+            return probes.ProbeStreams(self.probe, self.seed, self.vocab.encode, batch, seq)
+        return Streams(train, batch, seq)
+
+
+PROBE_PREFIX = "probe:"
+PROBE_PART = 1 << 16  # characters in each fixed part of a probe's text
+
+
+def for_run(data: DataConfig, seed: int) -> Corpus:
+    """The text a run's DataConfig names (its --seed generates a probe's)."""
+    probe_flags = [f"--{name.replace('_', '-')}" for name in ("probe_distance", "probe_length", "probe_symbols")
+                   if getattr(data, name) is not None]
+    if data.text is None and data.corpus.startswith(PROBE_PREFIX):
+        if data.letters is not None:
+            raise UserError("--letters goes with a text, not a probe")
+        found = probes.probe(data.corpus[len(PROBE_PREFIX):], data.probe_distance, data.probe_length,
+                             data.probe_symbols)
+        return probe_corpus(found, seed)
+    if probe_flags:
+        raise UserError(f"{probe_flags[0]} goes with --corpus probe:NAME ({', '.join(probes.EPISODES)})")
+    return load(data.corpus, data.text, data.letters)
+
+
+def probe_corpus(probe: probes.Probe, seed: int) -> Corpus:
+    """A probe as a corpus: its fixed parts (a sample of the training text, then test and
+    validation episodes, each from a seed of its own) and its endless training streams."""
+    vocab = Vocab(probe.alphabet)
+    texts = [probe.text(np.random.default_rng([seed, tag]), PROBE_PART)
+             for tag in (probes.SAMPLE, probes.TEST, probes.VAL)]
+    codes = np.concatenate([vocab.encode(t) for t in texts])
+    n = PROBE_PART
+    bounds = {"train": [0, n], "test": [n, 2 * n], "val": [2 * n, 3 * n]}
+    return Corpus(f"{PROBE_PREFIX}{probe.name}", vocab, codes, {"probe": probe.to_dict(), "seed": seed},
+                  probe=probe, seed=seed, parts=bounds)
+
+
 def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
     """The training text named by --corpus or --text, with its vocabulary; with
     `letters`, only its first that many ASCII letters (see `letters_of`)."""
@@ -178,7 +224,7 @@ def load(corpus: str, text: str | None, letters: int | None = None) -> Corpus:
     elif corpus in CORPORA:
         (chunks, source), name = CORPORA[corpus](), corpus
     else:
-        raise UserError(f"unknown corpus {corpus!r}; choose one of {', '.join(CORPORA)}")
+        raise UserError(f"unknown corpus {corpus!r}; choose one of {', '.join(NAMES)}")
     if letters is not None:
         return Corpus(f"the first {letters} letters of {name}", Vocab(string.ascii_lowercase),
                       letters_of(chunks, letters, name))
@@ -403,6 +449,7 @@ CORPORA = {
     "enwik8": lambda: _benchmark("enwik8"),
     "text8": lambda: _benchmark("text8"),
 }
+NAMES = [*CORPORA, *(PROBE_PREFIX + name for name in probes.EPISODES)]  # what --corpus may name
 
 
 def strip_gutenberg(text: str) -> str:

@@ -11,10 +11,8 @@ import tempfile
 import numpy as np
 
 from longmem import checkpoint, engine, track
-from longmem.batches import Streams
 from longmem.config import RunConfig, validate
-from longmem.corpus import Vocab, parts
-from longmem.corpus import load as load_corpus
+from longmem.corpus import Vocab, for_run, parts
 from longmem.errors import UserError
 from longmem.files import cut_log, line_end, machine_memory, readable_size, sha256
 from longmem.loop import Loop, TrainState
@@ -37,10 +35,10 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     """Begin a new run in `run_dir` (which must not hold one already)."""
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
-    corpus = load_corpus(cfg.data.corpus, cfg.data.text, cfg.data.letters)
+    corpus = for_run(cfg.data, cfg.train.seed)
     bounds = corpus.bounds(cfg.data.val_fraction, cfg.data.test_fraction)
     splits = parts(corpus.codes, bounds)
-    Streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
+    corpus.train_streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     if cfg.train.backend == "jax":
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
     _check_memory(cfg, len(corpus.vocab))
@@ -49,13 +47,18 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()), corpus.source)
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
-    return _from_scratch(run_dir, cfg, corpus.vocab, splits, mode, params)
+    return _from_scratch(run_dir, cfg, corpus, splits, mode, params)
 
 
-def _from_scratch(run_dir, cfg, vocab, splits, mode, params) -> TrainState:
+def _from_scratch(run_dir, cfg, corpus, splits, mode, params) -> TrainState:
     trainer = Trainer(cfg, params, mode)
     carried = trainer.net.init_state(cfg.model, cfg.train.batch)
-    return Loop(run_dir, cfg, vocab, splits, trainer).run(TrainState(), carried)
+    return _loop(run_dir, cfg, corpus, splits, trainer).run(TrainState(), carried)
+
+
+def _loop(run_dir, cfg, corpus, splits, trainer) -> Loop:
+    streams = corpus.train_streams(splits["train"], cfg.train.batch, cfg.train.seq)
+    return Loop(run_dir, cfg, corpus.vocab, splits, trainer, streams)
 
 
 def _check_memory(cfg: RunConfig, vocab_size: int) -> None:
@@ -134,7 +137,7 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
     applied = _apply_changes(cfg, changes)
     validate(cfg)
     mode = engine.configure(cfg.train.backend, cfg.train.device, cfg.train.devices)
-    corpus = run_dir.load_text(info, cfg.data)
+    corpus = run_dir.load_text(info, cfg)
     splits = run_dir.splits(info, corpus.codes)
     step = state.step if state else 0
     writer = _own_run_dir(run_dir)
@@ -155,12 +158,12 @@ def resume(run_dir: RunDir, changes: dict[str, dict]) -> TrainState:
         writer.create(cfg, vocab, info["corpus"], info["split"], info["text_sha256"], info.get("source"))
     if state is None:
         print(f"longmem: {run_dir.path} has no checkpoint yet; starting it again", file=sys.stderr)
-        return _from_scratch(writer, cfg, vocab, splits, mode, _init_params(cfg, vocab))
+        return _from_scratch(writer, cfg, corpus, splits, mode, _init_params(cfg, vocab))
     _check_params(cfg, vocab, snap)
     trainer = Trainer(cfg, snap.params, mode)
     trainer.restore_optim(snap.optim, str(snap.path))
     print(f"longmem: resuming {run_dir.path} at step {step} from {snap.path.name}", file=sys.stderr)
-    return Loop(writer, cfg, vocab, splits, trainer).run(state, snap.state, snap.best)
+    return _loop(writer, cfg, corpus, splits, trainer).run(state, snap.state, snap.best)
 
 
 def _own_run_dir(run_dir: RunDir) -> RunDir:

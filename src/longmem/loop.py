@@ -139,9 +139,10 @@ class Pace:
 class Loop:
     """One run's training: step, track, evaluate, log, sample, checkpoint, stop."""
 
-    def __init__(self, run_dir: RunDir, cfg: RunConfig, vocab: Vocab, splits: dict, trainer: Trainer):
+    def __init__(self, run_dir: RunDir, cfg: RunConfig, vocab: Vocab, splits: dict, trainer: Trainer,
+                 streams: Streams):
         self.run_dir, self.cfg, self.vocab, self.splits, self.trainer = run_dir, cfg, vocab, splits, trainer
-        self.streams = Streams(splits["train"], cfg.train.batch, cfg.train.seq)
+        self.streams = streams  # the training text, read window by window
         self.tracks = track.Writer(run_dir.tracks, cfg.train.track_max)
         self.goal = cfg.train.steps
         self.pace = Pace()
@@ -162,7 +163,7 @@ class Loop:
         with StopFlag() as stop, self.progress, contextlib.closing(self.tracks):
             done, stopped, _ = self.decide(state, stop, False)
             while not (done or stopped):
-                x, y = self.streams.window(state.cursor.window)
+                x, y = self.streams.at(state.cursor)
                 lr = learning_rate(trainer.cfg.optim, state)
                 started = time.monotonic()
                 carried, values = trainer.step(x, y, carried, state.step, lr)

@@ -52,7 +52,7 @@ def heldout_codes(run, snap, text: str | None = None, split: str = "test") -> tu
             raise UserError(f"{text}: the text is empty")
         return codes, text
     info = run.read_config()
-    codes = run.splits(info, run.load_text(info, snap.config.data).codes)[split]
+    codes = run.splits(info, run.load_text(info, snap.config).codes)[split]
     return codes, f"{split} split of {info['corpus']}"
 
 
@@ -215,10 +215,16 @@ class Predictor:
             raise UserError("text too short to evaluate: it needs at least 2 characters")
         seq = min(seq, len(codes) - 1)
         streams = Streams(codes, max(1, min(batch, (len(codes) - 1) // seq)), seq, "text to evaluate")
-        state = self.zero_state(streams.batch)
+        return self.read(streams.xs, streams.ys, seq)
+
+    def read(self, xs: np.ndarray, ys: np.ndarray, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Streams xs (B, L) followed by ys (B, L), each read from the initial state with
+        state carried between windows of `seq` (whole windows, then a shorter last one):
+        log p of the targets, the guesses and the targets, each (B, L)."""
+        state = self.zero_state(len(xs))
         lps, guesses, targets = [], [], []
-        for start in range(0, streams.length, seq):  # whole windows, then a shorter last one
-            x, y = streams.columns(start, min(start + seq, streams.length))  # (T, B)
+        for start in range(0, xs.shape[1], seq):
+            x, y = (np.ascontiguousarray(a[:, start : start + seq].T, dtype=np.int32) for a in (xs, ys))  # (T, B)
             lp, guess, target, state = self.window(x, y, state)
             lps.append(lp.T)  # (B, T)
             guesses.append(guess.T)

@@ -23,8 +23,7 @@ import numpy as np
 
 from longmem import checkpoint, lock
 from longmem.config import FORMAT, RunConfig
-from longmem.corpus import Corpus, Vocab, parts
-from longmem.corpus import load as load_corpus
+from longmem.corpus import Corpus, Vocab, for_run, parts
 from longmem.errors import UserError
 from longmem.files import atomic_write, sha256, versions
 
@@ -197,13 +196,13 @@ class RunDir:
                             "characters)")
         return chars
 
-    def load_text(self, info: dict, data) -> Corpus:
-        """The run's training text (a DataConfig names it), refused if it has changed."""
+    def load_text(self, info: dict, cfg) -> Corpus:
+        """The run's training text (its RunConfig names it), refused if it has changed."""
         python = info.get("source", {}).get("python")
         if python and python != platform.python_version():
             raise UserError(f"{self.path} trained on the standard library of Python {python}; this is Python "
                             f"{platform.python_version()}, whose library is another text: use Python {python}")
-        corpus = load_corpus(data.corpus, data.text, data.letters)
+        corpus = for_run(cfg.data, cfg.train.seed)
         # The digest is of the codes, so the vocabulary must match too.
         if sha256(corpus.codes.tobytes()) != info.get("text_sha256") or corpus.vocab.chars != self.read_vocab():
             raise UserError(f"the text of {self.path} has changed since it was trained; use --text PATH")

@@ -138,7 +138,7 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
     passage_text = snap.vocab.decode(passage)
     bits = -log_p[np.arange(len(passage) - 1), passage[1:]] / np.log(2)  # log_p[i] predicts passage[i + 1]
     info = run.read_config()
-    train_codes = run.splits(info, run.load_text(info, snap.config.data).codes)["train"]
+    train_codes = run.splits(info, run.load_text(info, snap.config).codes)["train"]
     sections = [
         _summary(run, snap, evaluated, what),
         _surprise(passage_text, bits, log_p, snap.vocab.chars),
