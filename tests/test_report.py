@@ -107,6 +107,10 @@ def test_report_end_to_end(reported, tmp_path, capsys):
     assert not re.search(r'(src|href)="https?:|url\(', page) and "<script" not in page  # nothing from the network
     assert page.count("data:image/png;base64,") >= 4  # learning curves, gates, tracked out.b, ...
     assert len(re.findall(r'<span style="background:rgba\(214,39,40,[0-9.]+\)" title="', page)) == 300
+    # From the 129th character on, the three earlier ones its prediction leaned on most, with their lags.
+    leaned = re.findall(r'; leaned on: ([^"]*)"', page)
+    assert len(leaned) == 300 - 128 + 1 and all(len(re.findall(r" (\d+) back \(\d+%\)", t)) == 3 for t in leaned)
+    assert all(1 <= int(k) <= 128 for t in leaned for k in re.findall(r" (\d+) back", t))
     assert "longmem memory" in page  # not measured yet: says how
     assert run_cli(capsys, "memory", run_dir, "--positions", 20, "--max-context", 8)[0] == 0
     assert run_cli(capsys, "report", run_dir, "--chars", 100, "-o", tmp_path / "again.html")[0] == 0

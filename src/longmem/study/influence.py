@@ -51,19 +51,26 @@ def measure(predictor: Predictor, codes: np.ndarray, lags: int, positions: int, 
     candidates = np.arange(lags, len(codes))
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(candidates, size=min(positions, len(candidates)), replace=False))
+    norm = by_lag(predictor, codes, chosen, lags).mean(axis=0)
+    strong = np.flatnonzero(norm >= SHARE * norm.max()) if norm.max() > 0 else np.array([0])
+    return Influence(list(range(1, lags + 1)), [float(v) for v in norm], len(chosen), seed, int(strong[-1]) + 1)
+
+
+def by_lag(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, lags: int) -> np.ndarray:
+    """(positions, lags): for each chosen position p (with at least `lags` characters before
+    it), the gradient norm of log p(codes[p]) with respect to the input k characters back,
+    k = 1 .. lags, reading codes[p - lags : p] from the initial state."""
     width = min(BATCH, len(chosen), max(1, CHARS // lags))
     fn = predictor.input_gradient_fn(lags, width)
     offsets = np.arange(-lags, 1)  # the inputs and, last, the target
-    total = np.zeros(lags)
+    found = []
     for start in range(0, len(chosen), width):
         part = chosen[start : start + width]
         padded = np.concatenate([part, np.repeat(part[-1:], width - len(part))])  # one compiled shape
         cols = codes[padded[None, :] + offsets[:, None]].astype(np.int32)  # (lags + 1, width)
         norms = np.asarray(fn(cols[:-1], cols[1:]), dtype=np.float64)  # (lags, width), oldest input first
-        total += norms[:, : len(part)].sum(axis=1)
-    norm = (total / len(chosen))[::-1]  # by lag: 1 (the input just before) .. lags
-    strong = np.flatnonzero(norm >= SHARE * norm.max()) if norm.max() > 0 else np.array([0])
-    return Influence(list(range(1, lags + 1)), [float(v) for v in norm], len(chosen), seed, int(strong[-1]) + 1)
+        found.append(norms[::-1, : len(part)].T)  # by lag: 1 (the input just before) .. lags
+    return np.concatenate(found)
 
 
 def of_run(run, snap, predictor: Predictor, codes: np.ndarray, split: str, positions: int, lags: int,

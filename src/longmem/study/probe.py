@@ -127,6 +127,10 @@ def table(curve: ProbeCurve) -> str:
 
 def figure(curves: dict[str, ProbeCurve], path: Path) -> Path:
     """Accuracy on the scored characters against distance, with chance and the trained range."""
+    return plot.save(draw(curves), path)
+
+
+def draw(curves: dict[str, ProbeCurve]):
     fig, ax = plot.pyplot().subplots(figsize=(8, 4.5))
     for i, (label, curve) in enumerate(curves.items()):
         color = f"C{i}"
@@ -137,4 +141,4 @@ def figure(curves: dict[str, ProbeCurve], path: Path) -> Path:
     ax.set_ylim(0, 101)
     plot.by_distance(ax, "distance (characters back; shaded: trained)", "accuracy on scored characters (%)",
                      "how far back the model remembers: probe accuracy by distance")
-    return plot.save(fig, path)
+    return fig

@@ -26,13 +26,15 @@ from longmem.files import atomic_write
 from longmem.nets import NETS
 from longmem.predict import cached_eval, heldout_codes, open_run
 from longmem.rundir import RunDir
-from longmem.study import graph, memory
+from longmem.study import graph, influence, memory, probe
 from longmem.study.ngram import KneserNey
 
 SATURATED = 0.1  # a gate below this is left-saturated, above 1 - this right-saturated
 NGRAM_ORDERS = (3, 5)
 CELL_VIEW_CHARS = 600  # characters each cell is shown over
 MAX_BITS = 8.0  # surprise colour scale: white at 0 bits, full red at this
+LEANED_LAGS = 128  # the hover's earlier characters are looked for this far back
+LEANED_SHOWN = 3  # ... and this many shown
 
 
 # --- the analyses ----------------------------------------------------------------------------
@@ -137,15 +139,18 @@ def build(run: RunDir, out: Path, text: str | None = None, chars: int = 3000, ba
     log_p, internals = predictor.internals(passage, snap.config.train.seq)
     passage_text = snap.vocab.decode(passage)
     bits = -log_p[np.arange(len(passage) - 1), passage[1:]] / np.log(2)  # log_p[i] predicts passage[i + 1]
+    lags = min(LEANED_LAGS, len(passage) - 1)
+    leaned = influence.by_lag(predictor, passage, np.arange(lags, len(passage)), lags)  # passage[lags:]
     info = run.read_config()
     train_codes = run.splits(info, run.load_text(info, snap.config).codes)["train"]
     sections = [
         _summary(run, snap, evaluated, what),
-        _surprise(passage_text, bits, log_p, snap.vocab.chars),
+        _surprise(passage_text, bits, log_p, snap.vocab.chars, leaned),
         _cells(passage_text, internals),
         _gates(internals),
         _errors(passage_text, passage, bits, train_codes, len(snap.vocab)),
         _memory(run, snap),
+        _probe(run, snap),
         _tracks(run),
         _graph(snap),
     ]
@@ -234,17 +239,28 @@ def _summary(run: RunDir, snap, evaluated: dict, what: str) -> str:
     return _section("summary", "Run summary", *parts)
 
 
-def _surprise(text: str, bits: np.ndarray, log_p: np.ndarray, chars: str) -> str:
-    """Each character of text[1:] coloured by the bits the model spent on it."""
+def _surprise(text: str, bits: np.ndarray, log_p: np.ndarray, chars: str, leaned: np.ndarray) -> str:
+    """Each character of text[1:] coloured by the bits the model spent on it; its title the
+    model's best guesses and (from `leaned`, the influence by lag of text[-len(leaned):])
+    the earlier characters its prediction leaned on most."""
     lp = log_p[:-1]  # lp[i] predicts text[i + 1]
     top = np.argsort(-lp, axis=1)[:, :3]
     colors = [f"rgba(214,39,40,{min(b, MAX_BITS) / MAX_BITS:.2f})" for b in bits]
     titles = [f"{b:.2f} bits; guesses: " + ", ".join(f"{_show(chars[k])} {np.exp(lp[i, k]):.2f}" for k in top[i])
               for i, b in enumerate(bits)]
+    lags, first = leaned.shape[1], len(text) - len(leaned)
+    for j, norms in enumerate(leaned, start=first):  # text[j] was predicted leaning on text[j - k]
+        share = norms / max(norms.sum(), 1e-30)
+        strongest = np.argsort(-norms)[:LEANED_SHOWN] + 1
+        titles[j - 1] += "; leaned on: " + ", ".join(f"{_show(text[j - k])} {k} back ({share[k - 1]:.0%})"
+                                                     for k in strongest)
     return _section("surprise", "Surprise over text",
                     _note(f"{len(bits):,} held-out characters, each coloured by the bits the model spent on it "
                           f"(white 0, red {MAX_BITS:g} or more; mean {bits.mean():.3f}). Hover over a character "
-                          "for the model's three best guesses."),
+                          f"for the model's three best guesses and, from the {lags + 1}th on, the "
+                          f"{LEANED_SHOWN} earlier characters its prediction leaned on most: the largest gradients "
+                          f"of its log-probability with respect to the inputs, reading the {lags} characters "
+                          "before it from the initial state (longmem memory --influence), with their share."),
                     _colored(text[1:], colors, titles))
 
 
@@ -350,6 +366,18 @@ def _memory(run: RunDir, snap) -> str:
                                                   "and the next report shows it."))
     return _section("memory", "Memory", f'<pre>{html.escape(memory.table(curve))}</pre>',
                     _image(memory.draw({"": curve}), "memory curve"))
+
+
+def _probe(run: RunDir, snap) -> str:
+    if "probe" not in run.read_config().get("source", {}):
+        return ""
+    curve = probe.stored(run, snap.step)
+    if curve is None:
+        return _section("probe", "Probe", _note(f"No probe curve measured for this checkpoint yet: "
+                                                f"`longmem probe {run.path}` measures it, and the next report "
+                                                "shows it."))
+    return _section("probe", "Probe: accuracy by distance", f'<pre>{html.escape(probe.table(curve))}</pre>',
+                    _image(probe.draw({"": curve}), "probe accuracy by distance"))
 
 
 def _tracks(run: RunDir) -> str:
