@@ -117,6 +117,9 @@ def test_a_tiny_model_copies_at_8_and_the_probe_tells_512_from_it(tmp_path, caps
     assert "probe reach 8 characters" in out and "beyond" in out
     code, _, err = run_cli(capsys, "probe", run, "--distances", 4)
     assert code == 1 and "needs distances of at least 5" in err
+    code, _, err = run_cli(capsys, "compare", run, "--out", tmp_path / "cmp", "--positions", 50, "--max-context", 16)
+    assert code == 0, err
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"][0]["probe_reach"] == "copy 8"
 
 
 PROBE_FLAGS = ["--probe-distance", "20:40", "--probe-length", "3", *TINY, "--eval-chars", 2000]

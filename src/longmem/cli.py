@@ -422,8 +422,9 @@ def cmd_memory(args) -> None:
 def probe_flags(p: argparse.ArgumentParser) -> None:
     _run_arg(p, which=True)
     p.add_argument("--distances", nargs="+", type=at_least(1), metavar="D",
-                   help="distances to score (default: 16 64 256 1024 4096)")
-    p.add_argument("--episodes", type=at_least(1), default=64, help="fresh episodes per distance")
+                   help="distances to score (default: 16 64 256 1024 4096 and the ends of the trained range)")
+    p.add_argument("--episodes", type=at_least(1), default=64, help="fresh episodes per distance (the "
+                   "default is what compare's probe reach reads)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="PNG of accuracy by distance (default: DIR/plots/probe.png)")
     _lock_arg(p)
@@ -446,8 +447,7 @@ def cmd_probe(args) -> None:
     if not args.out and not run.may_store():
         target = None
     snap, predictor = _load(args)
-    found = probe.of_run(run, snap, predictor, probe.of_config(run), args.distances or probe.DISTANCES,
-                         args.episodes)
+    found = probe.of_run(run, snap, predictor, probe.of_config(run), args.distances, args.episodes)
     if target:
         probe.figure({"": found}, target)
     if args.json:
@@ -472,7 +472,9 @@ def cmd_compare(args) -> None:
 
     Writes compare.md and compare.json (model, parameters, steps, characters
     seen, training time, held-out bpc and accuracy on the test split, memory
-    length, long-context gain, training chars/s) and bpc-vs-time.png,
+    length, long-context gain, probe reach for a run trained on a probe (the
+    longest of `longmem probe`'s default distances with 90% or more), training
+    chars/s) and bpc-vs-time.png,
     bpc-vs-chars.png and memory.png into --out. Evaluations and memory curves a
     run does not hold yet are computed and stored in it.
     """

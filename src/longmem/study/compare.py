@@ -1,8 +1,9 @@
 """Finished runs side by side: one table (Markdown and JSON) and three figures.
 
-Held-out evaluation and the memory curve are read from each run when they
-were computed before for its newest checkpoint, and computed and stored in
-the run otherwise (see RunDir.cached).
+Held-out evaluation, the memory curve and (for a run trained on a probe) the
+probe curve are read from each run when they were computed before for its
+newest checkpoint, and computed and stored in the run otherwise (see
+RunDir.cached).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from longmem.files import atomic_write
 from longmem.plot import Curve, Panel, figure
 from longmem.predict import cached_eval, heldout_codes, open_run
 from longmem.rundir import RunDir
-from longmem.study import memory
+from longmem.study import memory, probe
 
 COLUMNS = [  # key, heading, format
     ("run", "run", "{}"), ("model", "model", "{}"), ("params", "parameters", "{:,}"),
@@ -28,7 +29,8 @@ COLUMNS = [  # key, heading, format
     ("bpc", "held-out bpc", "{:.3f}"),
     ("accuracy", "accuracy", "{:.1%}"), ("best_val_bpc", "best validation bpc", "{:.3f}"),
     ("best_val_minutes", "at minute", "{:.1f}"), ("memory_length", "memory length", "{}"),
-    ("long_context_gain", "long-context gain", "{:.3f}"), ("chars_per_s", "training chars/s", "{:,.0f}"),
+    ("long_context_gain", "long-context gain", "{:.3f}"), ("probe_reach", "probe reach", "{}"),
+    ("chars_per_s", "training chars/s", "{:,.0f}"),
 ]
 
 
@@ -42,6 +44,10 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
     found = cached_eval(run, snap, predictor, codes)
     curve = memory.of_run(run, snap, predictor, codes, "test", positions, ks, seed)
     timed = t.chars(state.get("timed_steps", 0))
+    reach = None
+    if "probe" in run.read_config().get("source", {}):  # a probe run: how far back it holds 90%
+        probed = probe.of_run(run, snap, predictor, probe.of_config(run))
+        reach = f"{probed.probe['name']} {probed.reach or 'none'}"
     best = int(np.argmin(val["bpc"])) if len(val["bpc"]) else None
     return {
         "run": label, "model": snap.config.model.model,
@@ -50,7 +56,7 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
         "train_minutes": state["elapsed"] / 60, "bpc": found["bpc"], "accuracy": found["accuracy"],
         "best_val_bpc": None if best is None else float(val["bpc"][best]),
         "best_val_minutes": None if best is None or np.isnan(val["minutes"][best]) else float(val["minutes"][best]),
-        "memory_length": curve.memory_length, "long_context_gain": curve.long_context_gain,
+        "memory_length": curve.memory_length, "long_context_gain": curve.long_context_gain, "probe_reach": reach,
         "max_context": curve.contexts[-1],
         "chars_per_s": timed / state["train_seconds"] if state.get("train_seconds") else None,
     }, curve

@@ -25,6 +25,7 @@ from longmem.errors import UserError
 from longmem.predict import Predictor
 
 DISTANCES = [16, 64, 256, 1024, 4096]
+EPISODES = 64  # fresh episodes per distance, by default
 REACH = 0.9  # accuracy: the probe reach is the longest distance with at least this
 
 
@@ -93,9 +94,12 @@ def of_config(run) -> probes.Probe:
         raise UserError(f"{run.config}: damaged (its probe's settings are not a probe's)") from None
 
 
-def of_run(run, snap, predictor: Predictor, probe: probes.Probe, distances: list[int], episodes: int) -> ProbeCurve:
-    """A run's probe curve, stored in the run (probe/) keyed by the checkpoint's step and
-    the settings, and read from there when it was measured before."""
+def of_run(run, snap, predictor: Predictor, probe: probes.Probe, distances: list[int] | None = None,
+           episodes: int = EPISODES) -> ProbeCurve:
+    """A run's probe curve (at DISTANCES and the ends of the trained range, those the
+    probe can have, unless `distances` are given), stored in the run (probe/) keyed by
+    the checkpoint's step and the settings, and read from there when measured before."""
+    distances = distances or sorted(d for d in {*DISTANCES, probe.lo, probe.hi} if d >= probe.shortest)
     seed = snap.config.train.seed
     key = {"step": snap.step, "episodes": episodes, "distances": list(distances)}
     stored = run.cached("probe", key, lambda: measure(predictor, probe, snap.vocab, distances, episodes,
