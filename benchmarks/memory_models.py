@@ -1,0 +1,114 @@
+"""How far back each model remembers, measured by the same instruments: every model
+trained for the same wall minutes on python-stdlib and on each probe, then its
+held-out bpc, memory curve, influence and probe accuracy by distance.
+
+    python benchmarks/memory_models.py --minutes 20 --out runs/memory
+
+Runs, each in OUT/<model>-<corpus>: `lstm` (the default 1 x 256) and `lstm-2x512`
+(2 layers of 512), on `python-stdlib` and on `probe:copy`, `probe:selective-copy`
+and `probe:recall` (their default sizes and distances, 16:1024; --probe-minutes
+gives the probes a budget of their own). Each run is then measured: `longmem eval`
+(test split), `longmem memory --influence` (--max-context, default 4096 on
+python-stdlib and 1024 on the probes), and for a probe `longmem probe` (16, 64,
+256, 1024, 4096 and the trained range's ends). The table is printed and written
+to OUT/memory.md; `longmem compare` per corpus writes OUT/compare-<corpus>/, and
+every probe run's accuracy by distance is drawn in OUT/probes.png.
+
+A run folder that already holds a run is resumed (a finished one is left as it is,
+and its stored measurements are read back), so the script can be stopped at any
+moment, started again, and extended with --models and --corpora.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from models import longmem
+
+from longmem.rundir import RunDir
+from longmem.study import probe
+
+MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512]}
+CORPORA = ["python-stdlib", "probe:copy", "probe:selective-copy", "probe:recall"]
+
+
+def train(run: Path, corpus: str, minutes: float, flags: list) -> Path:
+    """Train `run` on `corpus` for `minutes`; resume it if it holds an unfinished run."""
+    if (run / "config.json").exists():
+        if not json.loads(longmem("inspect", run, "--json"))["finished"]:
+            longmem("train", "--resume", run, capture=False)
+    else:
+        longmem("train", "--corpus", corpus, "--minutes", minutes, "--run-dir", run, *flags, capture=False)
+    return run
+
+
+def measure(run: Path, corpus: str, max_context: int) -> dict:
+    """What the table says of one run."""
+    shown = json.loads(longmem("inspect", run, "--json"))
+    evaluated = json.loads(longmem("eval", run, "--json"))
+    curve = json.loads(longmem("memory", run, "--max-context", max_context, "--influence", "--json"))
+    row = {"run": run.name, "params": shown["params"], "steps": shown["step"], "bpc": evaluated["bpc"],
+           "accuracy": evaluated["accuracy"], "memory_length": curve["memory_length"],
+           "max_context": max_context, "long_context_gain": curve["long_context_gain"],
+           "influence_reach": curve["influence"]["reach"]}
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rates = [m["chars_per_s"] for m in metrics if "chars_per_s" in m]
+    row["chars_per_s"] = sorted(rates)[len(rates) // 2] if rates else None
+    if corpus.startswith("probe:"):
+        probed = json.loads(longmem("probe", run, "--json"))
+        row["probe"] = {d: a for d, a in zip(probed["distances"], probed["accuracy"])}
+        row["probe_reach"] = probed["reach"]
+        row["chance"] = probed["chance_accuracy"]
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| run | parameters | steps | test bpc | accuracy | memory length | long-context gain | "
+             "influence reach | probe accuracy by distance | probe reach | training chars/s |",
+             "|---" * 11 + "|"]
+    for r in rows:
+        length = r["memory_length"] if r["memory_length"] is not None else f"> {r['max_context']}"
+        gain = "n/a" if r["long_context_gain"] is None else f"{r['long_context_gain']:.3f}"
+        by_distance = ", ".join(f"{d}: {a:.0%}" for d, a in r["probe"].items()) + f" (chance {r['chance']:.0%})" \
+            if "probe" in r else ""
+        reach = r.get("probe_reach") or ("none" if "probe" in r else "")
+        rate = f"{r['chars_per_s']:,.0f}" if r["chars_per_s"] else "n/a"
+        lines.append(f"| {r['run']} | {r['params']:,} | {r['steps']:,} | {r['bpc']:.3f} | {r['accuracy']:.1%} | "
+                     f"{length} | {gain} | {r['influence_reach']} | {by_distance} | {reach} | {rate} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=20.0, help="wall minutes per run on python-stdlib")
+    parser.add_argument("--probe-minutes", type=float, help="wall minutes per run on a probe (default: --minutes)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--corpora", nargs="+", default=CORPORA, choices=CORPORA)
+    parser.add_argument("--max-context", type=int, default=4096, help="memory curve's longest context (python-stdlib)")
+    parser.add_argument("--out", type=Path, default=Path("runs/memory"))
+    args = parser.parse_args()
+    rows, probed = [], {}
+    for corpus in args.corpora:
+        is_probe = corpus.startswith("probe:")
+        minutes = args.probe_minutes if is_probe and args.probe_minutes else args.minutes
+        runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, minutes, MODELS[model])
+                for model in args.models]
+        for run in runs:
+            rows.append(measure(run, corpus, 1024 if is_probe else args.max_context))
+            if is_probe:
+                snap_step = rows[-1]["steps"]
+                probed[run.name] = probe.stored(RunDir(run), snap_step)
+        longmem("compare", *runs, "--out", args.out / f"compare-{corpus.replace(':', '-')}",
+                "--max-context", 1024 if is_probe else args.max_context)
+    table = markdown(rows)
+    print(table)
+    (args.out / "memory.md").write_text(table)
+    if probed:
+        probe.figure({name: curve for name, curve in probed.items() if curve}, args.out / "probes.png")
+        print(f"figure: {args.out / 'probes.png'}")
+
+
+if __name__ == "__main__":
+    main()
