@@ -8,7 +8,6 @@ sits in memory as Python strings or one-hot rows.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import os
 import platform
 import string
@@ -27,7 +26,7 @@ from longmem import probes
 from longmem.batches import Streams
 from longmem.config import DataConfig, check, check_fractions
 from longmem.errors import UserError
-from longmem.files import atomic_write, cache_dir, input_file, sha256
+from longmem.files import atomic_write, cache_dir, file_sha256, input_file, sha256
 
 HUCK_FINN_URL = "https://www.gutenberg.org/cache/epub/76/pg76.txt"
 URL_ENV = "LONGMEM_HUCK_FINN_URL"
@@ -373,7 +372,7 @@ def benchmark_path(spec: Benchmark) -> Path:
     path = cache_dir() / spec.name
     digest_path = path.with_name(f"{spec.name}.sha256")
     if path.is_file() and digest_path.is_file() and digest_path.read_text().strip() == spec.sha256:
-        if path.stat().st_size == spec.size and _file_sha256(path) == spec.sha256:
+        if path.stat().st_size == spec.size and file_sha256(path) == spec.sha256:
             return path
     url = os.environ.get(spec.url_env) or spec.url
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -406,20 +405,12 @@ def _download(url: str, to: Path, spec: Benchmark) -> None:
                         f"{spec.url_env} to a mirror, or train on a file with --text PATH") from None
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check(path: Path, size: int, digest: str, what: str, expected: str) -> None:
     found = path.stat().st_size
     if found != size:
         raise UserError(f"{what} is {found:,} bytes, not the {size:,} of {expected} (truncated or another "
                         "file); nothing was cached")
-    if _file_sha256(path) != digest:
+    if file_sha256(path) != digest:
         raise UserError(f"{what} is not {expected} (its SHA-256 differs from the published {digest[:12]}...); "
                         "nothing was cached")
 
