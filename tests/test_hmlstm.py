@@ -105,9 +105,11 @@ def test_hmlstm_survives_kills_and_is_measured(tmp_path, small_text, capsys):
                                 ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
     for command in (["eval", whole], ["sample", whole, "--length", 20],
                     ["memory", whole, "--max-context", 16, "--positions", 20, "--influence",
-                     "--influence-positions", 4]):
+                     "--influence-positions", 4],
+                    ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
+    assert "; leaned on: " in (tmp_path / "report.html").read_text()  # the hover, through the protocol
     code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "hm.0.z", "hm.1.c[0]")
     assert code == 0, err
     blocks = out.split("\n\n")

@@ -95,9 +95,11 @@ def test_model1_runs_on_a_base_run_in_the_original_order_and_survives_kills(tmp_
     assert (whole / "tracks" / "model1.stage2.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 10], ["memory", whole, "--max-context", 8,
                                                                           "--positions", 10, "--influence",
-                                                                          "--influence-positions", 4]):
+                                                                          "--influence-positions", 4],
+                    ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
+    assert "; leaned on: " in (tmp_path / "report.html").read_text()  # the hover, through the protocol
 
 
 def test_model1_refuses_a_base_from_another_text_and_needs_one(tmp_path, small_text, capsys):
