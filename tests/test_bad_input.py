@@ -62,6 +62,15 @@ def test_train_refuses_a_model_larger_than_the_machine(tmp_path, small_text, cap
     assert not (tmp_path / "big").exists()
 
 
+def test_negative_seeds_and_probe_sizes_are_one_line(tmp_path, small_text, capsys):
+    """numpy's generators take no negative seed: it was a traceback."""
+    assert "--seed must be at least 0" in one_line(capsys, "train", "--text", small_text, "--seed", -1,
+                                                   "--run-dir", tmp_path / "r")
+    assert "--probe-length must be at least 1" in one_line(capsys, "train", "--corpus", "probe:copy",
+                                                           "--probe-length", 0, "--run-dir", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_the_estimate_counts_the_parameters_exactly():
     """Item 5: the count extended from 1, 2 and 3 cells is the count at 256 (lstm, 2 layers)."""
     import numpy as np

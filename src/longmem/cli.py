@@ -121,7 +121,7 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
     """The settings of a memory curve."""
     parser.add_argument("--positions", type=int, default=2000, help="positions scored for every context k")
     parser.add_argument("--max-context", type=int, default=1024, help="the longest context k")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the positions drawn")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the positions drawn")
 
 
 def _new_run_dir(given: str | None, name: str) -> RunDir:
@@ -209,7 +209,7 @@ def sample_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer; above 1: wilder")
     p.add_argument("--length", type=at_least(0), default=500, help="characters to generate")
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=at_least(0), default=0, help="random seed")
 
 
 def cmd_sample(args) -> None:

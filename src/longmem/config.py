@@ -247,6 +247,9 @@ RANGES = {
         "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every", "lr_patience",
         "letters", "passes", "hidden_b", "segments", "window")},
     "replay": (0, None, True, None),
+    "seed": (0, None, True, None),  # numpy's generators take no negative seed
+    "probe_length": (1, None, True, None),
+    "probe_symbols": (1, None, True, None),
     "lr": (0, None, False, None),
     "lr_decay": (0, None, False, None),
     "lr_plateau": (0, 1, False, True),
