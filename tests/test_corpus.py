@@ -100,22 +100,7 @@ def book_server(monkeypatch):
     """A local HTTP server with the book wrapped in Gutenberg's header and footer."""
     book = SHARED_BOOK.read_text() if SHARED_BOOK.exists() else "CHAPTER I.\n\nYOU don't know about me.\n" * 50
     body = (HEADER + book.replace("\n", "\r\n") + FOOTER).encode()
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(corpus.URL_ENV, f"http://127.0.0.1:{server.server_port}/pg76.txt")
+    hits, server = _serve(monkeypatch, corpus.URL_ENV, body, "pg76.txt")
     yield book, hits, server
     server.shutdown()
 
