@@ -435,9 +435,10 @@ def cmd_probe(args) -> None:
 
     For each distance, --episodes fresh episodes of the run's probe (seeded by the
     run's seed and the distance, never seen in training), each read from the
-    initial state: the accuracy and bits on the scored characters (those only a
-    model that remembers can predict), against chance, including distances beyond
-    the trained range. The probe reach is the longest distance with 90% or more.
+    initial state after one episode at the nearest trained distance: the
+    accuracy and bits on the scored characters (those only a model that
+    remembers can predict), against chance, including distances beyond the
+    trained range. The probe reach is the longest distance with 90% or more.
     Stored in the run (probe/), keyed by the checkpoint's step and these settings.
     """
     from longmem.study import probe

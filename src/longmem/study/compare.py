@@ -45,7 +45,7 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
     curve = memory.of_run(run, snap, predictor, codes, "test", positions, ks, seed)
     timed = t.chars(state.get("timed_steps", 0))
     reach = None
-    if "probe" in run.read_config().get("source", {}):  # a probe run: how far back it holds 90%
+    if probe.trained_on(run):  # a probe run: how far back it holds 90%
         probed = probe.of_run(run, snap, predictor, probe.of_config(run))
         reach = f"{probed.probe['name']} {probed.reach or 'none'}"
     best = int(np.argmin(val["bpc"])) if len(val["bpc"]) else None

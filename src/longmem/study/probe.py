@@ -81,11 +81,16 @@ def measure(predictor: Predictor, probe: probes.Probe, vocab: Vocab, distances: 
                       math.log2(probe.symbols), episodes, scored, seed, max(reached) if reached else None)
 
 
+def trained_on(run) -> bool:
+    """Whether a run trained on a probe (its config.json records the probe's settings)."""
+    return isinstance(run.read_config().get("source", {}).get("probe"), dict)
+
+
 def of_config(run) -> probes.Probe:
     """The probe a run trained on, as its config.json records it."""
     info = run.read_config()
     settings = info.get("source", {}).get("probe")
-    if not isinstance(settings, dict):
+    if not trained_on(run):
         raise UserError(f"{run.path} trained on {info.get('corpus')}, not a probe; train one with "
                         f"--corpus probe:NAME ({', '.join(probes.EPISODES)})")
     try:

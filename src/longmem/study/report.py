@@ -369,7 +369,7 @@ def _memory(run: RunDir, snap) -> str:
 
 
 def _probe(run: RunDir, snap) -> str:
-    if "probe" not in run.read_config().get("source", {}):
+    if not probe.trained_on(run):
         return ""
     curve = probe.stored(run, snap.step)
     if curve is None:
