@@ -153,3 +153,35 @@ def check_against_finite_differences(got, params, cost_of, samples=8, eps=1e-5, 
             arr[idx] = old
             numeric = (up - down) / (2 * eps)
             assert abs(g[idx] - numeric) < atol + 1e-2 * abs(numeric), (name, idx, g[idx], numeric)
+
+
+def _g(x):
+    """minrnn's positive activation of the candidate value."""
+    return np.where(x >= 0, x + 0.5, sigmoid(x))
+
+
+def minrnn_forward(params, x, h0, cell, masks=None):
+    """logits (T, B, V) and h (L, B, H) of a minGRU or minLSTM stack (`cell`), each
+    block's recurrence one step at a time. masks: name -> (T, B, H) multipliers."""
+    P = {k: v.astype(np.float64) for k, v in params.items()}
+    layers, H = sum(1 for k in P if k.endswith(".ff.W1")), P["embed"].shape[1]
+    masks = masks or {}
+    rms = lambda v, gain: v / np.sqrt((v * v).mean(-1, keepdims=True) + 1e-6) * gain  # noqa: E731
+    gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))  # noqa: E731
+    u, last = P["embed"][x], []
+    for l in range(layers):
+        k = rms(u, P[f"block.{l}.norm"]) @ P[f"block.{l}.W"] + P[f"block.{l}.b"]
+        h, hs = h0[l].astype(np.float64), []
+        for t in range(x.shape[0]):
+            if cell == "mingru":
+                z = sigmoid(k[t, :, :H])
+                h = (1 - z) * h + z * _g(k[t, :, H:])
+            else:
+                f, i = sigmoid(k[t, :, :H]), sigmoid(k[t, :, H : 2 * H])
+                h = f / (f + i) * h + i / (f + i) * _g(k[t, :, 2 * H :])
+            hs.append(h)
+        last.append(h)
+        u = u + np.stack(hs) * masks.get(f"block.{l}.dropout", 1.0)
+        v = gelu(rms(u, P[f"block.{l}.ff.norm"]) @ P[f"block.{l}.ff.W1"] + P[f"block.{l}.ff.b1"])
+        u = u + (v @ P[f"block.{l}.ff.W2"] + P[f"block.{l}.ff.b2"]) * masks.get(f"block.{l}.ff.dropout", 1.0)
+    return rms(u, P["norm"]) @ P["out.W"] + P["out.b"], np.stack(last)

@@ -79,7 +79,7 @@ def test_the_estimate_counts_the_parameters_exactly():
     from longmem.config import ModelConfig
     from longmem.nets import NETS
 
-    for name in ("lstm", "hmlstm", "model2"):
+    for name in ("lstm", "hmlstm", "model2", "mingru"):
         sizes = [checkpoint.count(NETS[name].init_params(ModelConfig(model=name, hidden=h, layers=2), 50,
                                                          np.random.default_rng(0))) for h in (1, 2, 3, 256)]
         a = (sizes[2] - 2 * sizes[1] + sizes[0]) / 2

@@ -1,5 +1,6 @@
 """What several nets share: their initialisation, the LSTM's gates, the language
-model's target and loss, and the batched product of a whole window.
+model's target and loss, the batched product of a whole window, and the
+parallel scan of a linear recurrence.
 
 A net takes these as its own protocol functions (`target = parts.next_char`)
 or calls them while it builds its graph; nothing here compiles.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.gradient import zero_grad
 
 
 def uniform(rng: np.random.Generator, scale: float):
@@ -54,6 +56,39 @@ def next_step_error(prediction, actual, T: int):
     if T == 1:
         return pt.constant(np.float32(0))
     return 0.5 * ((prediction[:-1] - actual[1:]) ** 2).sum(axis=-1).mean()
+
+
+def log_add_exp(a, b):
+    """log(exp(a) + exp(b)) without overflow. The shift m is held out of the gradient,
+    which is then exactly the softmax weights of a and b, ties included (the
+    gradient of maximum and abs would count a tie twice)."""
+    m = zero_grad(pt.maximum(a, b))
+    return m + pt.log(pt.exp(a - m) + pt.exp(b - m))
+
+
+def log_cumsum_exp(y, T: int):
+    """log(cumsum(exp(y), axis=0)) of y (T, ...), computed at once: PyTensor has no such
+    operation, so this is the Hillis-Steele scan, log2(T) rounds in which every
+    position adds the running total 1, 2, 4, ... positions back (T log T work,
+    no step-by-step loop; the gradient follows by differentiation)."""
+    shift = 1
+    while shift < T:
+        y = pt.concatenate([y[:shift], log_add_exp(y[shift:], y[:-shift])], axis=0)
+        shift *= 2
+    return y
+
+
+def linear_scan(log_a, log_b, h0, T: int):
+    """Every h_t of h_t = a_t h_(t-1) + b_t over a window, from log a and log b (T, B, H),
+    b > 0, and h0 (B, H) of any sign: with A_t = log a_1 + ... + log a_t,
+
+        h_t = exp(A_t) h0 + exp(A_t + log sum_(s <= t) exp(log b_s - A_s)),
+
+    cumulative sums and a cumulative log-sum-exp, as Heinsen (2023) and minGRU
+    (Feng et al. 2024) compute it. h0 is kept out of the logarithm, so a zero or
+    negative state needs no special case."""
+    A = pt.cumsum(log_a, axis=0)
+    return pt.exp(A) * h0 + pt.exp(A + log_cumsum_exp(log_b - A, T))
 
 
 # The protocol of a character language model (see protocol.py).

@@ -1,0 +1,116 @@
+"""minGRU and minLSTM: the parallel scan against a step-by-step NumPy loop, their
+gradients, and runs through the CLI."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from helpers import TINY, killed_equals_whole, run_cli
+from longmem import engine
+from longmem.config import ModelConfig
+from longmem.nets import NETS, parts
+from reference import check_against_finite_differences, mean_nll, minrnn_forward
+
+B, V, H, L = 3, 5, 4, 2
+CELLS = ["mingru", "minlstm"]
+
+
+def test_log_cumsum_exp_matches_numpy_over_a_wide_range(rng):
+    """Values 1,000 apart (exp of them overflows float32) and a length that is no power of two."""
+    T = 13
+    y = pt.tensor("y", dtype="float32", shape=(T, 2))
+    Y = (rng.normal(0, 1, (T, 2)) + np.linspace(-500, 500, T)[:, None] * [1, -1]).astype(np.float32)
+    weights = rng.normal(0, 1, (T, 2)).astype(np.float32)
+    out = parts.log_cumsum_exp(y, T)
+    fn = engine.compile_function([y], [out, pytensor.grad((out * weights).sum(), y)], "JAX")
+    got, grad = (np.asarray(a) for a in fn(Y))
+    want = np.logaddexp.accumulate(Y.astype(np.float64), axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # d out_t / d y_s = exp(y_s - out_t) for s <= t
+    below = np.tril(np.ones((T, T), bool))[:, :, None]  # (t, s, 1): s <= t
+    exact = np.einsum("tk,tsk->sk", weights, np.exp(np.where(below, Y[None] - want[:, None], -np.inf)))
+    np.testing.assert_allclose(grad, exact, rtol=1e-4, atol=1e-6)
+
+
+def test_a_tie_is_differentiated_once():
+    a = pt.scalar("a", dtype="float32")
+    grad = pytensor.grad(parts.log_add_exp(a, a), a)
+    assert np.isclose(engine.compile_function([a], grad, "JAX")(np.float32(2.0)), 1.0)
+
+
+def _model(rng, cell, T):
+    cfg = ModelConfig(model=cell, layers=L, hidden=H, init_scale=0.5)
+    params = NETS[cell].init_params(cfg, V, rng)
+    for name in params:  # norms and biases away from 1 and 0, so the test sees them
+        if name.endswith(("norm", ".b", "b1", "b2")):
+            params[name] = params[name] + rng.normal(0, 0.3, params[name].shape).astype(np.float32)
+    x = pt.tensor("x", dtype="int32", shape=(T, B))
+    h0 = pt.tensor("h0", dtype="float32", shape=(L, B, H))
+    X = rng.integers(0, V, (T, B)).astype(np.int32)
+    H0 = rng.normal(0, 0.5, (L, B, H)).astype(np.float32)  # negative values too
+    return cfg, params, x, h0, X, H0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("T", [1, 11])
+def test_the_scan_matches_the_step_by_step_loop(rng, cell, T):
+    cfg, params, x, h0, X, H0 = _model(rng, cell, T)
+    net, shared = NETS[cell], engine.share_all(params)
+    names = list(net.noise(cfg, T, B))
+    masks = {n: pt.tensor(n, dtype="float32", shape=(T, B, H)) for n in names}
+    fw = net.forward(shared, x, {"h": h0}, masks)
+    fn = engine.compile_function([x, h0, *masks.values()], [fw.logits, fw.state["h"], fw.internals["block.1.f"]],
+                                 "JAX")
+    M = {n: (rng.random((T, B, H)) > 0.3).astype(np.float32) / 0.7 for n in names}
+    logits, h, kept = (np.asarray(a) for a in fn(X, H0, *M.values()))
+    ref_logits, ref_h = minrnn_forward(params, X, H0, cell, M)
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h, ref_h, rtol=1e-4, atol=1e-5)
+    assert ((0 < kept) & (kept < 1)).all()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_gradient_matches_finite_differences(rng, cell):
+    T = 5
+    cfg, params, x, h0, X, H0 = _model(rng, cell, T)
+    y = pt.tensor("y", dtype="int32", shape=(T, B))
+    Y = rng.integers(0, V, (T, B)).astype(np.int32)
+    shared, names = engine.share_all(params), sorted(params)
+    fw = NETS[cell].forward(shared, x, {"h": h0})
+    cost = -NETS[cell].log_probs(fw.logits, y).mean() + 0.1 * fw.state["h"].sum()
+    fn = engine.compile_function([x, y, h0], pytensor.grad(cost, [shared[k] for k in names]), "JAX")
+    got = dict(zip(names, (np.asarray(g) for g in fn(X, Y, H0))))
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+
+    def cost_of(name):
+        logits, h = minrnn_forward(p64, X, H0, cell)
+        return mean_nll(logits, Y) + 0.1 * h.sum()
+
+    check_against_finite_differences(got, p64, cost_of, atol=2e-4)
+
+
+SHORT_KILL = ["--steps", 60, "--checkpoint-every-steps", 7]  # a few checkpoints; the kill lands among them
+
+
+def test_mingru_on_a_probe_survives_kills_and_works_with_every_command(tmp_path, capsys):
+    flags = ["--model", "mingru", "--layers", 2, "--corpus", "probe:copy", "--probe-distance", "6:12",
+             "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.f", *SHORT_KILL]
+    whole = killed_equals_whole(capsys, tmp_path, "train", flags)
+    for command in (["eval", whole], ["sample", whole, "--length", 20],
+                    ["memory", whole, "--max-context", 16, "--positions", 20, "--influence",
+                     "--influence-positions", 4],
+                    ["probe", whole, "--distances", 6, 24, "--episodes", 4],
+                    ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 0, (command, err)
+    assert "; leaned on: " in (tmp_path / "report.html").read_text()
+    code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "block.1.f[0]")
+    assert code == 0 and "block.1.f[0]" in out, err
+
+
+def test_minlstm_survives_kills(tmp_path, capsys, small_text):
+    whole = killed_equals_whole(capsys, tmp_path, "train", ["--model", "minlstm", "--text", small_text, *TINY,
+                                                           "--sample-every", 0, "--track", "block.0.i", *SHORT_KILL])
+    code, out, err = run_cli(capsys, "eval", whole)
+    assert code == 0 and "bits/char" in out, err
