@@ -4,9 +4,15 @@ held-out bpc, memory curve, influence and probe accuracy by distance.
 
     python benchmarks/memory_models.py --minutes 20 --out runs/memory
 
-Runs, each in OUT/<model>-<corpus>: `lstm` (the default 1 x 256) and `lstm-2x512`
-(2 layers of 512), on `python-stdlib` and on `probe:copy`, `probe:selective-copy`
-and `probe:recall` (their default sizes and distances, 16:1024; --probe-minutes
+Runs, each in OUT/<model>-<corpus>: `lstm` (the default 1 x 256, windows of 64),
+`lstm-2x512` (2 layers of 512), and at the LSTM's parameter count (within 4%,
+558K on python-stdlib) `mingru` (3 blocks of 128), `minlstm` (3 of 124) and
+`transformer` (3 blocks of 120, 4 heads, context 256), these three with windows
+of 256 characters in 32 streams: the LSTM's 8,192 characters a step, in windows
+four times as long (the window is where a model that reads a window at once
+gains; the characters a step are kept, so each makes as many updates for its
+speed). On `python-stdlib` and on `probe:copy`, `probe:selective-copy` and
+`probe:recall` (their default sizes and distances, 16:1024; --probe-minutes
 gives the probes a budget of their own). Each run is then measured: `longmem eval`
 (test split), `longmem memory --influence` (--max-context, default 4096 on
 python-stdlib and 1024 on the probes), and for a probe `longmem probe` (16, 64,
@@ -30,7 +36,12 @@ from models import longmem
 from longmem.rundir import RunDir
 from longmem.study import probe
 
-MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512]}
+LONG = ["--batch", 32, "--seq", 256]  # windows of 256, the LSTM's 8,192 characters a step
+MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
+          "mingru": ["--model", "mingru", "--layers", 3, "--hidden", 128, *LONG],
+          "minlstm": ["--model", "minlstm", "--layers", 3, "--hidden", 124, *LONG],
+          "transformer": ["--model", "transformer", "--layers", 3, "--hidden", 120, "--heads", 4, "--context", 256,
+                          *LONG]}
 CORPORA = ["python-stdlib", "probe:copy", "probe:selective-copy", "probe:recall"]
 
 

@@ -28,6 +28,16 @@ malloc settings given through the environment.
     pip install -e ".[bench]"
     python benchmarks/throughput.py [--hidden 256 512] [--rounds 3] [--no-end-to-end]
 
+The models at their own windows (`--models`, then only that table): each
+SPEC is NAME[:LAYERSxHIDDEN]@T[xB] (B: --batch unless given), e.g.
+
+    python benchmarks/throughput.py --models lstm@64 mingru:3x128@256x32 mingru:3x128@1024
+
+times the training step of each, as `longmem train` builds it (its default
+dropouts for that model, B streams of T characters), in alternating
+blocks, each peer in a process of its own; characters per second and the ratio
+to the first.
+
 Run it on a quiet machine: torch's CPU kernels slow down sharply when another
 process holds a core.
 """
@@ -44,9 +54,9 @@ import time
 
 import numpy as np
 
-from longmem import engine
+from longmem import config, engine
 from longmem.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
-from longmem.nets import lstm
+from longmem.nets import NETS, lstm
 from longmem.step import Trainer
 
 V = 100
@@ -90,10 +100,12 @@ def time_alternately(peers: dict, n: int, repeats: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def serve(kind: str, H: int, B: int, T: int, device: str, backend: str) -> None:
+def serve(kind: str, H: int, B: int, T: int, device: str, backend: str, spec: str | None = None) -> None:
     """Be a peer: build the step and tell what it cost (compile seconds, or torch's
     threads), then time blocks of steps, their sizes read from stdin."""
-    if kind == "torch":
+    if kind == "net":
+        step, info = net_step(spec, B, engine.configure(backend, device))
+    elif kind == "torch":
         step, info = torch_step(H, B, T, "cuda" if device == "gpu" else "cpu")
     else:
         mode = engine.configure(backend, device)
@@ -106,6 +118,62 @@ def serve(kind: str, H: int, B: int, T: int, device: str, backend: str) -> None:
         for _ in range(int(line)):
             step()
         print(time.perf_counter() - start, flush=True)
+
+
+def model_spec(spec: str, batch: int) -> tuple[str, dict, int, int]:
+    """NAME[:LxH]@T[xB] -> (name, ModelConfig sizes, T, B), B `batch` unless given."""
+    head, _, window = spec.partition("@")
+    name, _, size = head.partition(":")
+    layers, _, hidden = size.partition("x")
+    T, _, B = window.partition("x")
+    if name not in NETS or not T.isdigit() or (B and not B.isdigit()) or (
+            size and not (layers.isdigit() and hidden.isdigit())):
+        raise SystemExit(f"--models: {spec!r} is not NAME[:LAYERSxHIDDEN]@T[xBATCH] with NAME one of "
+                         f"{', '.join(NETS)}")
+    return name, {"layers": int(layers), "hidden": int(hidden)} if size else {}, int(T), int(B or batch)
+
+
+def net_step(spec: str, B: int, mode: str):
+    """The training step of the model `spec` as `longmem train` builds it: its default
+    dropouts (those the model does not read are off), RMSprop, clipping."""
+    name, sizes, T, B = model_spec(spec, B)
+    cfg = config.validate(config.from_args(argparse.Namespace(model=name, **sizes, batch=B, seq=T)))
+    model = cfg.model
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    trainer = Trainer(cfg, NETS[name].init_params(model, V, rng), mode)
+    x = rng.integers(0, V, (T, B)).astype(np.int32)
+    y = rng.integers(0, V, (T, B)).astype(np.int32)
+    state = NETS[name].init_state(model, B)
+    counter = [0]
+
+    def step():
+        new, values = trainer.step(x, y, state, counter[0], trainer.cfg.optim.lr)
+        state.update(new)
+        counter[0] += 1
+        float(values["loss"])  # wait for the result
+
+    step()
+    params = sum(p.get_value().size for p in trainer.params.values())
+    return step, f"{time.perf_counter() - start:.1f} {params}"
+
+
+def compare_models(specs: list[str], B: int, n: int, repeats: int, backend: str) -> None:
+    print(f"training step of each model at its own window, as longmem train builds it (its default dropouts), "
+          f"V={V}; median of {repeats} alternating blocks of {n} steps; characters per second")
+    peers = {spec: Peer("net", 0, B, 0, "--model-spec", spec, "--backend", backend, "--vocab", str(V))
+             for spec in specs}
+    seconds = time_alternately(peers, n, repeats)
+    first = None
+    print(f"{'model':>24} {'parameters':>11} {'T':>6} {'B':>5} {'chars/s':>10} {'ratio':>6} {'compile s':>10}")
+    for spec, peer in peers.items():
+        _, _, T, streams = model_spec(spec, B)
+        rate = streams * T / seconds[spec]
+        first = first or rate
+        compile_s, params = peer.info.split()
+        print(f"{spec.split('@')[0]:>24} {int(params):>11,} {T:>6} {streams:>5} {rate:>10.0f} {rate / first:>6.2f} "
+              f"{float(compile_s):>10.1f}")
+        peer.close()
 
 
 def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0, weight_drop: float = 0.0):
@@ -226,13 +294,22 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=130, help="end to end: steps of the long runs")
     parser.add_argument("--no-end-to-end", action="store_true", help="time the step alone")
     parser.add_argument("--torch-train", type=int, metavar="STEPS", help=argparse.SUPPRESS)
-    parser.add_argument("--peer", choices=["longmem", "longmem-dropout", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--models", nargs="+", metavar="SPEC", help="time these models at their windows instead")
+    parser.add_argument("--vocab", type=int, default=100, help="with --models: symbols (python-stdlib has about 230)")
+    parser.add_argument("--peer", choices=["longmem", "longmem-dropout", "torch", "net"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-spec", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global V
+    V = args.vocab
     if args.torch_train is not None:  # the peer of an end-to-end round
         return torch_train(args.torch_train, args.hidden[0], 128, 64, 0.3, 0.3)
     if args.peer:
-        return serve(args.peer, args.hidden[0], args.batch, args.seq, args.device, args.backend)
+        return serve(args.peer, args.hidden[0], args.batch, args.seq, args.device, args.backend, args.model_spec)
+    if args.models:
+        for spec in args.models:
+            model_spec(spec, args.batch)
+        return compare_models(args.models, args.batch, args.steps, args.repeats, args.backend)
     B, T = args.batch, args.seq
     print(f"training step, B={B} T={T} V={V}, RMSprop + clipping; characters per second. torch: a plain "
           f"PyTorch program; torch*: the same with glibc's malloc set up as longmem sets it up ({TUNED_TEXT})")

@@ -160,17 +160,28 @@ def _g(x):
     return np.where(x >= 0, x + 0.5, sigmoid(x))
 
 
+def residual_blocks(P, x, mix, masks=None):
+    """logits (T, B, V) of parts.py's pre-norm residual blocks over codes x (T, B);
+    mix(l, v) is block l's own part. masks: name -> (T, B, H) multipliers."""
+    layers, masks = sum(1 for k in P if k.endswith(".ff.W1")), masks or {}
+    rms = lambda v, gain: v / np.sqrt((v * v).mean(-1, keepdims=True) + 1e-6) * gain  # noqa: E731
+    gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))  # noqa: E731
+    u = P["embed"][x]
+    for l in range(layers):
+        u = u + mix(l, rms(u, P[f"block.{l}.norm"])) * masks.get(f"block.{l}.dropout", 1.0)
+        v = gelu(rms(u, P[f"block.{l}.ff.norm"]) @ P[f"block.{l}.ff.W1"] + P[f"block.{l}.ff.b1"])
+        u = u + (v @ P[f"block.{l}.ff.W2"] + P[f"block.{l}.ff.b2"]) * masks.get(f"block.{l}.ff.dropout", 1.0)
+    return rms(u, P["norm"]) @ P["out.W"] + P["out.b"]
+
+
 def minrnn_forward(params, x, h0, cell, masks=None):
     """logits (T, B, V) and h (L, B, H) of a minGRU or minLSTM stack (`cell`), each
     block's recurrence one step at a time. masks: name -> (T, B, H) multipliers."""
     P = {k: v.astype(np.float64) for k, v in params.items()}
-    layers, H = sum(1 for k in P if k.endswith(".ff.W1")), P["embed"].shape[1]
-    masks = masks or {}
-    rms = lambda v, gain: v / np.sqrt((v * v).mean(-1, keepdims=True) + 1e-6) * gain  # noqa: E731
-    gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v**3)))  # noqa: E731
-    u, last = P["embed"][x], []
-    for l in range(layers):
-        k = rms(u, P[f"block.{l}.norm"]) @ P[f"block.{l}.W"] + P[f"block.{l}.b"]
+    H, last = P["embed"].shape[1], []
+
+    def scan(l, v):
+        k = v @ P[f"block.{l}.W"] + P[f"block.{l}.b"]
         h, hs = h0[l].astype(np.float64), []
         for t in range(x.shape[0]):
             if cell == "mingru":
@@ -181,7 +192,47 @@ def minrnn_forward(params, x, h0, cell, masks=None):
                 h = f / (f + i) * h + i / (f + i) * _g(k[t, :, 2 * H :])
             hs.append(h)
         last.append(h)
-        u = u + np.stack(hs) * masks.get(f"block.{l}.dropout", 1.0)
-        v = gelu(rms(u, P[f"block.{l}.ff.norm"]) @ P[f"block.{l}.ff.W1"] + P[f"block.{l}.ff.b1"])
-        u = u + (v @ P[f"block.{l}.ff.W2"] + P[f"block.{l}.ff.b2"]) * masks.get(f"block.{l}.ff.dropout", 1.0)
-    return rms(u, P["norm"]) @ P["out.W"] + P["out.b"], np.stack(last)
+        return np.stack(hs)
+
+    return residual_blocks(P, x, scan, masks), np.stack(last)
+
+
+def _rotate(x, position):
+    """x (..., d) turned by `position` (a number), pairs (i, i + d/2) at 10000^(-2i/d)."""
+    d = x.shape[-1]
+    angle = position * 10000.0 ** (-np.arange(d // 2) * 2.0 / d)
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+    return np.concatenate([x1 * np.cos(angle) - x2 * np.sin(angle), x1 * np.sin(angle) + x2 * np.cos(angle)], -1)
+
+
+def transformer_forward(params, x, k0, v0, seen0, masks=None, offset=1000):
+    """logits (T, B, V) and the last `context` keys and values (L, B, C, H) of the
+    transformer, one query at a time: each reads the keys, among the carried ones
+    it has seen and the window's, of itself and the C positions before it. The
+    positions are counted from `offset` (only their differences may matter)."""
+    P = {k: v.astype(np.float64) for k, v in params.items()}
+    layers, B, C, H = k0.shape
+    T, kept = x.shape[0], []
+
+    def attend(l, u):
+        heads = P[f"block.{l}.scale"].shape[0]
+        d = H // heads
+        qkv = u @ P[f"block.{l}.Wqkv"]  # (T, B, 3H)
+        keys = np.concatenate([k0[l], qkv[:, :, H : 2 * H].transpose(1, 0, 2)], 1)  # (B, C + T, H)
+        values = np.concatenate([v0[l], qkv[:, :, 2 * H :].transpose(1, 0, 2)], 1)
+        seen = np.concatenate([seen0[0], np.ones((B, T))], 1)
+        kept.append((keys[:, T:], values[:, T:]))
+        out = np.zeros((T, B, H))
+        for t in range(T):
+            for b in range(B):
+                for h in range(heads):
+                    part = slice(h * d, (h + 1) * d)
+                    q = _rotate(qkv[t, b, part], offset + t)
+                    js = [j for j in range(t, C + t + 1) if seen[b, j]]  # slot j holds position j - C
+                    scores = np.array([q @ _rotate(keys[b, j, part], offset + j - C) for j in js])
+                    w = np.exp(scores * P[f"block.{l}.scale"][h] - (scores * P[f"block.{l}.scale"][h]).max())
+                    out[t, b, part] = (w / w.sum()) @ values[b, js, part]
+        return out @ P[f"block.{l}.Wo"]
+
+    logits = residual_blocks(P, x, attend, masks)
+    return logits, np.stack([k for k, _ in kept]), np.stack([v for _, v in kept])

@@ -1,5 +1,5 @@
-"""minGRU and minLSTM: the parallel scan against a step-by-step NumPy loop, their
-gradients, and runs through the CLI."""
+"""minGRU and minLSTM: the linear recurrence (ops.py) and the models against
+step-by-step NumPy loops, their gradients, and runs through the CLI."""
 
 import numpy as np
 import pytensor
@@ -7,36 +7,42 @@ import pytensor.tensor as pt
 import pytest
 
 from helpers import TINY, killed_equals_whole, run_cli
-from longmem import engine
+from longmem import engine, ops
 from longmem.config import ModelConfig
-from longmem.nets import NETS, parts
+from longmem.nets import NETS
 from reference import check_against_finite_differences, mean_nll, minrnn_forward
 
 B, V, H, L = 3, 5, 4, 2
 CELLS = ["mingru", "minlstm"]
 
 
-def test_log_cumsum_exp_matches_numpy_over_a_wide_range(rng):
-    """Values 1,000 apart (exp of them overflows float32) and a length that is no power of two."""
-    T = 13
-    y = pt.tensor("y", dtype="float32", shape=(T, 2))
-    Y = (rng.normal(0, 1, (T, 2)) + np.linspace(-500, 500, T)[:, None] * [1, -1]).astype(np.float32)
-    weights = rng.normal(0, 1, (T, 2)).astype(np.float32)
-    out = parts.log_cumsum_exp(y, T)
-    fn = engine.compile_function([y], [out, pytensor.grad((out * weights).sum(), y)], "JAX")
-    got, grad = (np.asarray(a) for a in fn(Y))
-    want = np.logaddexp.accumulate(Y.astype(np.float64), axis=0)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
-    # d out_t / d y_s = exp(y_s - out_t) for s <= t
-    below = np.tril(np.ones((T, T), bool))[:, :, None]  # (t, s, 1): s <= t
-    exact = np.einsum("tk,tsk->sk", weights, np.exp(np.where(below, Y[None] - want[:, None], -np.inf)))
-    np.testing.assert_allclose(grad, exact, rtol=1e-4, atol=1e-6)
+def _recur(a, b, h0, reverse=False):
+    h, out = h0, np.empty_like(b)
+    for t in range(len(b))[::-1] if reverse else range(len(b)):
+        h = out[t] = a[t] * h + b[t]
+    return out
 
 
-def test_a_tie_is_differentiated_once():
-    a = pt.scalar("a", dtype="float32")
-    grad = pytensor.grad(parts.log_add_exp(a, a), a)
-    assert np.isclose(engine.compile_function([a], grad, "JAX")(np.float32(2.0)), 1.0)
+@pytest.mark.parametrize("parallel", [False, True])  # the CPU's choice, and that of other devices
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_linear_recurrence_and_its_gradient_match_numpy(rng, monkeypatch, parallel, reverse):
+    monkeypatch.setattr(ops, "PARALLEL", parallel)
+    T = 7
+    a, b = (pt.tensor(n, dtype="float32", shape=(T, 2, 3)) for n in "ab")
+    h0 = pt.tensor("h0", dtype="float32", shape=(2, 3))
+    A, Bv = rng.uniform(0, 1, (T, 2, 3)), rng.normal(0, 1, (T, 2, 3))
+    H0, W = rng.normal(0, 1, (2, 3)), rng.normal(0, 1, (T, 2, 3))
+    h = ops.linear_recurrence(a, b, h0, reverse)
+    fn = engine.compile_function([a, b, h0], [h, *pytensor.grad((h * W.astype(np.float32)).sum(), [a, b, h0])],
+                                 "JAX")
+    got = [np.asarray(v) for v in fn(*(v.astype(np.float32) for v in (A, Bv, H0)))]
+    np.testing.assert_allclose(got[0], _recur(A, Bv, H0, reverse), rtol=1e-5, atol=1e-6)
+    inputs = {"a": A, "b": Bv, "h0": H0}
+    check_against_finite_differences(dict(zip(inputs, got[1:])), inputs,
+                                     lambda _: (_recur(inputs["a"], inputs["b"], inputs["h0"], reverse) * W).sum())
+    # the other backends run its NumPy loop
+    numpy_fn = engine.compile_function([a, b, h0], h, "FAST_COMPILE")
+    np.testing.assert_allclose(numpy_fn(*(v.astype(np.float32) for v in (A, Bv, H0))), got[0], rtol=1e-6)
 
 
 def _model(rng, cell, T):
@@ -54,7 +60,7 @@ def _model(rng, cell, T):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("T", [1, 11])
-def test_the_scan_matches_the_step_by_step_loop(rng, cell, T):
+def test_the_model_matches_the_step_by_step_loop(rng, cell, T):
     cfg, params, x, h0, X, H0 = _model(rng, cell, T)
     net, shared = NETS[cell], engine.share_all(params)
     names = list(net.noise(cfg, T, B))

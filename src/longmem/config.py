@@ -24,7 +24,10 @@ FORMAT = 1  # of the configuration saved in config.json and in checkpoints
 def opt(default, help: str, **cli):
     """A field shown on the command line, with its help text. `choices` may be a
     function that returns them (a registry's names, read when the flags are built);
-    `per_net` is the value of a model option for the nets that do not read it."""
+    `per_net` is the value of a model option for the nets that do not read it, and
+    `net_default` its value for those that do, when it is not given (the field's
+    default is then None: a configuration built in code for another net holds the
+    option off; `validate` puts the default in)."""
     if isinstance(default, list):  # a fresh list for every instance
         return field(default_factory=lambda: list(default), metadata={"help": help, **cli})
     return field(default=default, metadata={"help": help, **cli})
@@ -51,10 +54,12 @@ class ModelConfig:
     model: str = opt(
         "lstm", "model type (hmlstm: hierarchical multiscale LSTM, Chung et al. 2017; model1: the "
         "original's LSTM that learns what another does, needs --base; model2: the original's 'waves', "
-        "two LSTMs that feed each other; caesar: the first experiment's net, see `longmem caesar`)",
+        "two LSTMs that feed each other; mingru, minlstm: Feng et al. 2024's linear recurrences in residual "
+        "blocks; transformer: causal attention over --context characters; caesar: the first experiment's net, "
+        "see `longmem caesar`)",
         choices=registry("longmem.nets", "NETS"))
-    layers: int = opt(1, "number of stacked LSTM layers")
-    hidden: int = opt(256, "LSTM cells per layer")
+    layers: int = opt(1, "number of stacked layers (LSTM layers, or blocks)")
+    hidden: int = opt(256, "units per layer: LSTM cells, or a block's width")
     init_scale: float = opt(
         0.08,
         "weights start uniform in [-s, s]; a large scale (e.g. 0.5) reproduces "
@@ -64,6 +69,12 @@ class ModelConfig:
     weight_drop: float = opt(
         0.3, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
         "dropped with this probability, one mask per training step (other models: none)", per_net=0.0)
+    heads: int | None = opt(None, "transformer: attention heads, each of --hidden / heads units (an even number, "
+                            "for the rotary positions; default 4)", per_net=None, net_default=4)
+    context: int | None = opt(None, "transformer: the characters before each position that each layer attends to "
+                              "(their keys and values are the state carried from window to window, so the "
+                              "model reads at most layers x context back; default 256)", per_net=None,
+                              net_default=256)
     hidden_b: int | None = opt(None, "model2: cells of LSTM B; model1: of stage 2 (default: twice --hidden)")
     base: str | None = opt(None, "model1: the finished one-layer lstm run (same text) that is stage 1")
     stage2_steps: int = opt(1000, "model1: steps that train stage 2 before stage 3 learns")
@@ -249,6 +260,8 @@ RANGES = {
     "replay": (0, None, True, None),
     "seed": (0, None, True, None),  # numpy's generators take no negative seed
     "probe_length": (1, None, True, None),
+    "heads": (1, None, True, None),
+    "context": (1, None, True, None),
     "probe_symbols": (1, None, True, None),
     "lr": (0, None, False, None),
     "lr_decay": (0, None, False, None),
@@ -327,6 +340,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     that depend on other fields, so that config.json can repeat the run."""
     for section in (cfg.model, cfg.optim, cfg.data, cfg.train):
         check(section)
+    for f in dataclasses.fields(ModelConfig):  # the options this net reads and was not given
+        if "net_default" in f.metadata and getattr(cfg.model, f.name) is None and f not in _off_for(cfg.model.model):
+            setattr(cfg.model, f.name, f.metadata["net_default"])
     for f in _off_for(cfg.model.model):
         if getattr(cfg.model, f.name) != f.metadata["per_net"]:
             readers = [name for name, net in _nets().items() if f.name in getattr(net, "OPTIONS", ())]

@@ -49,6 +49,9 @@ def configure(backend: str = "jax", device: str = "cpu", devices: str = "1") -> 
     # by default) truncates to float32 with a warning on every compile.
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
     if backend == "jax":
+        from longmem import ops
+
+        ops.register_jax()
         _select_jax_device(device, devices)
         _keep_compiled()
     return _MODES[backend]

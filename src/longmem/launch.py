@@ -63,27 +63,34 @@ def _loop(run_dir, cfg, corpus, splits, trainer) -> Loop:
 
 def _check_memory(cfg: RunConfig, vocab_size: int) -> None:
     """Refuse, before anything is allocated, a model whose training needs more memory than
-    this machine has. Its parameters and state are counted at 1, 2 and 3 cells (cheap) and
-    extended to --hidden: every net's parameter count is at most quadratic in it, its
-    state linear. Training holds the parameters about five times (their values, gradients,
-    two optimizer moments, the best copy) and, per window, about ten values per unit of
-    state and three per output at each step."""
+    this machine has. Its parameters and state are counted at m, 2m and 3m units (cheap;
+    m the smallest width the net accepts) and extended to --hidden: every net's parameter
+    count is at most quadratic in it, its state linear. Training holds the parameters about
+    five times (their values, gradients, two optimizer moments, the best copy) and, per
+    window, what the net keeps of each position for the gradient (its `activations`, by
+    default ten values per unit of state) and three values per output."""
     net, t = NETS[cfg.model.model], cfg.train
-    try:
-        sizes = []
-        for h in (1, 2, 3):
-            small = dataclasses.replace(cfg.model, hidden=h)
-            params = net.init_params(small, vocab_size, np.random.default_rng(0))
-            sizes.append((checkpoint.count(params), checkpoint.count(net.init_state(small, 1))))
-    except UserError:
-        return  # a model that cannot read this text: _init_params says why
+    for m in (2**k for k in range(12)):
+        try:
+            sizes = []
+            for u in (1, 2, 3):
+                small = dataclasses.replace(cfg.model, hidden=u * m)
+                params = net.init_params(small, vocab_size, np.random.default_rng(0))
+                sizes.append((checkpoint.count(params), checkpoint.count(net.init_state(small, 1))))
+            break
+        except UserError:
+            continue
+    else:
+        return  # a model that cannot read this text, or no width it takes: _init_params says why
     (p1, s1), (p2, s2), (p3, _) = sizes
-    a = (p3 - 2 * p2 + p1) / 2  # params = a h^2 + b h + c through the three counts
+    a = (p3 - 2 * p2 + p1) / 2  # params = a u^2 + b u + c through the three counts, u = h / m
     b = p2 - p1 - 3 * a
     h = cfg.model.hidden
-    params = a * h * h + b * h + (p1 - a - b)
-    state = s1 + (s2 - s1) * (h - 1)
-    window = t.seq * t.batch * (10 * state + 3 * vocab_size)
+    u = h / m
+    params = a * u * u + b * u + (p1 - a - b)
+    state = s1 + (s2 - s1) * (u - 1)
+    kept = net.activations(cfg.model, t.seq) if hasattr(net, "activations") else 10 * state
+    window = t.seq * t.batch * (kept + 3 * vocab_size)
     need, have = 4 * (5 * params + window), machine_memory()  # float32
     if need > have:
         raise UserError(f"--hidden {h}: training this model needs about {readable_size(need)} of memory "

@@ -3,8 +3,8 @@ minrnn.py. From each position's pre-activations k = [k_z, k_h] (2H),
 
     z_t = sigmoid(k_z),  h_t = (1 - z_t) h_(t-1) + z_t g(k_h),
 
-so log a = -softplus(k_z) and log b = -softplus(-k_z) + log g(k_h). Parameters
-and internals are minrnn.py's (`.f` is 1 - z, `.i` is z).
+so a = 1 - z and b = z g(k_h). Parameters and internals are minrnn.py's (`.f`
+is 1 - z, `.i` is z).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytensor.tensor as pt
 
 from longmem.config import ModelConfig
 from longmem.nets import minrnn, parts
-from longmem.nets.minrnn import EMBEDDINGS, init_state, noise  # noqa: F401 (the protocol's)
+from longmem.nets.minrnn import EMBEDDINGS, activations, init_state, noise  # noqa: F401 (the protocol's)
 from longmem.nets.parts import BITS, EXPLODES, log_probs  # noqa: F401 (the protocol's)
 from longmem.nets.protocol import Diagram, Forward
 
@@ -23,10 +23,10 @@ target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled
 
 
 def cell(k, H: int):
-    """log a, log b and the gates (T, B, H each) from the pre-activations k (T, B, 2H)."""
+    """a, b and the gates (T, B, H each) from the pre-activations k (T, B, 2H)."""
     kz, kh = k[..., :H], k[..., H:]
-    log_a, log_z = -pt.softplus(kz), -pt.softplus(-kz)
-    return log_a, log_z + minrnn.log_g(kh), {"f": pt.exp(log_a), "i": pt.exp(log_z)}
+    a, z = pt.sigmoid(-kz), pt.sigmoid(kz)
+    return a, z * minrnn.g(kh), {"f": a, "i": z}
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

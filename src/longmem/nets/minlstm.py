@@ -5,9 +5,9 @@ form, so the state stays on the scale of g),
 
     f = sigmoid(k_f), i = sigmoid(k_i),  h_t = f/(f + i) h_(t-1) + i/(f + i) g(k_h),
 
-computed in log space: with d = softplus(-k_f) - softplus(-k_i), log a =
--softplus(d) and log b = -softplus(-d) + log g(k_h). Parameters and internals
-are minrnn.py's (`.f` and `.i` the normalised gates).
+computed without dividing: f/(f + i) = sigmoid(log f - log i) = sigmoid(-d)
+with d = softplus(-k_f) - softplus(-k_i). Parameters and internals are
+minrnn.py's (`.f` and `.i` the normalised gates).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytensor.tensor as pt
 
 from longmem.config import ModelConfig
 from longmem.nets import minrnn, parts
-from longmem.nets.minrnn import EMBEDDINGS, init_state, noise  # noqa: F401 (the protocol's)
+from longmem.nets.minrnn import EMBEDDINGS, activations, init_state, noise  # noqa: F401 (the protocol's)
 from longmem.nets.parts import BITS, EXPLODES, log_probs  # noqa: F401 (the protocol's)
 from longmem.nets.protocol import Diagram, Forward
 
@@ -26,11 +26,11 @@ target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled
 
 
 def cell(k, H: int):
-    """log a, log b and the gates (T, B, H each) from the pre-activations k (T, B, 3H)."""
+    """a, b and the gates (T, B, H each) from the pre-activations k (T, B, 3H)."""
     kf, ki, kh = k[..., :H], k[..., H : 2 * H], k[..., 2 * H :]
     d = pt.softplus(-kf) - pt.softplus(-ki)
-    log_f, log_i = -pt.softplus(d), -pt.softplus(-d)
-    return log_f, log_i + minrnn.log_g(kh), {"f": pt.exp(log_f), "i": pt.exp(log_i)}
+    f, i = pt.sigmoid(-d), pt.sigmoid(d)
+    return f, i * minrnn.g(kh), {"f": f, "i": i}
 
 
 def init_params(cfg: ModelConfig, vocab_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -1,6 +1,7 @@
 """What several nets share: their initialisation, the LSTM's gates, the language
 model's target and loss, the batched product of a whole window, and the
-parallel scan of a linear recurrence.
+pre-norm residual blocks that minGRU,
+minLSTM and the transformer are built of.
 
 A net takes these as its own protocol functions (`target = parts.next_char`)
 or calls them while it builds its graph; nothing here compiles.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import zero_grad
 
 
 def uniform(rng: np.random.Generator, scale: float):
@@ -58,37 +58,65 @@ def next_step_error(prediction, actual, T: int):
     return 0.5 * ((prediction[:-1] - actual[1:]) ** 2).sum(axis=-1).mean()
 
 
-def log_add_exp(a, b):
-    """log(exp(a) + exp(b)) without overflow. The shift m is held out of the gradient,
-    which is then exactly the softmax weights of a and b, ties included (the
-    gradient of maximum and abs would count a tie twice)."""
-    m = zero_grad(pt.maximum(a, b))
-    return m + pt.log(pt.exp(a - m) + pt.exp(b - m))
+# Pre-norm residual blocks (minrnn.py, transformer.py): an embedding `embed` (V, H),
+# then per block l, with RMSNorm gains `block.l.norm` and `block.l.ff.norm` (H,),
+#
+#     u = x + drop(mix_l(norm(x)))                       the block's own part (a scan, attention)
+#     x = u + drop(W2 gelu(W1 norm(u) + b1) + b2)        `block.l.ff.W1` (H, 4H), `.ff.W2` (4H, H)
+#
+# and a last RMSNorm `norm` before the softmax layer `out.W` (H, V), `out.b`.
+# Dropout (`block.l.dropout`, `block.l.ff.dropout`) is on each branch's output.
+
+FF = 4  # the feed-forward layer's width, in multiples of H
+NORM_EPS = 1e-6
 
 
-def log_cumsum_exp(y, T: int):
-    """log(cumsum(exp(y), axis=0)) of y (T, ...), computed at once: PyTensor has no such
-    operation, so this is the Hillis-Steele scan, log2(T) rounds in which every
-    position adds the running total 1, 2, 4, ... positions back (T log T work,
-    no step-by-step loop; the gradient follows by differentiation)."""
-    shift = 1
-    while shift < T:
-        y = pt.concatenate([y[:shift], log_add_exp(y[shift:], y[:-shift])], axis=0)
-        shift *= 2
-    return y
+def residual_params(cfg, vocab_size: int, rng: np.random.Generator, mixer) -> dict[str, np.ndarray]:
+    """The blocks' parameters, weights uniform in [-init_scale, init_scale], biases 0,
+    norm gains 1; `mixer(l, H, uniform)` gives block l's own (`block.l.*`)."""
+    H, V, draw = cfg.hidden, vocab_size, uniform(rng, cfg.init_scale)
+    params = {"embed": draw(V, H)}
+    for l in range(cfg.layers):
+        params |= {f"block.{l}.norm": np.ones(H, np.float32), **mixer(l, H, draw),
+                   f"block.{l}.ff.norm": np.ones(H, np.float32), f"block.{l}.ff.W1": draw(H, FF * H),
+                   f"block.{l}.ff.b1": np.zeros(FF * H, np.float32), f"block.{l}.ff.W2": draw(FF * H, H),
+                   f"block.{l}.ff.b2": np.zeros(H, np.float32)}
+    return params | {"norm": np.ones(H, np.float32), "out.W": draw(H, V), "out.b": np.zeros(V, np.float32)}
 
 
-def linear_scan(log_a, log_b, h0, T: int):
-    """Every h_t of h_t = a_t h_(t-1) + b_t over a window, from log a and log b (T, B, H),
-    b > 0, and h0 (B, H) of any sign: with A_t = log a_1 + ... + log a_t,
+def residual_noise(cfg, T: int, B: int) -> dict[str, tuple[tuple, float]]:
+    """Dropout on the output of each block's two branches, before it is added."""
+    if cfg.dropout <= 0:
+        return {}
+    return {f"block.{l}.{branch}dropout": ((T, B, cfg.hidden), cfg.dropout)
+            for l in range(cfg.layers) for branch in ("", "ff.")}
 
-        h_t = exp(A_t) h0 + exp(A_t + log sum_(s <= t) exp(log b_s - A_s)),
 
-    cumulative sums and a cumulative log-sum-exp, as Heinsen (2023) and minGRU
-    (Feng et al. 2024) compute it. h0 is kept out of the logarithm, so a zero or
-    negative state needs no special case."""
-    A = pt.cumsum(log_a, axis=0)
-    return pt.exp(A) * h0 + pt.exp(A + log_cumsum_exp(log_b - A, T))
+def residual_blocks(params: dict, x, layers: int, masks: dict | None, mix):
+    """Logits (T, B, V) of the window x (T, B) through the blocks; `mix(l, v)` is block
+    l's own part, from the normalised v (T, B, H) to its output (T, B, H)."""
+    masks = masks or {}
+
+    def drop(v, name):
+        return v * masks[name] if name in masks else v
+
+    u = params["embed"][x]
+    for l in range(layers):
+        u = u + drop(mix(l, rms_norm(u, params[f"block.{l}.norm"])), f"block.{l}.dropout")
+        v = gelu(project(rms_norm(u, params[f"block.{l}.ff.norm"]), params[f"block.{l}.ff.W1"])
+                 + params[f"block.{l}.ff.b1"])
+        u = u + drop(project(v, params[f"block.{l}.ff.W2"]) + params[f"block.{l}.ff.b2"], f"block.{l}.ff.dropout")
+    return project(rms_norm(u, params["norm"]), params["out.W"]) + params["out.b"]
+
+
+def rms_norm(x, gain):
+    """x (..., H) divided by its root mean square over H, times the gain (H,)."""
+    return x / pt.sqrt((x * x).mean(axis=-1, keepdims=True) + NORM_EPS) * gain
+
+
+def gelu(x):
+    """The tanh approximation of GELU (Hendrycks and Gimpel 2016)."""
+    return 0.5 * x * (1 + pt.tanh(np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x**3)))
 
 
 # The protocol of a character language model (see protocol.py).

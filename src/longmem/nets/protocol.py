@@ -44,6 +44,10 @@ A model module has:
         is taken with respect to those rows
     describe(cfg) -> str
         its size in words, for the report's summary ("2 x 256 cells")
+    activations(cfg, T) -> int (optional)
+        about how many values training keeps of each position of a window of T,
+        per stream, for the gradient (launch refuses a model that would not fit
+        in memory; default: ten per unit of the state, right for the LSTMs)
     OPTIONS: set[str] (optional, default none)
         the model options it reads among the ModelConfig fields marked
         `per_net` (--weight-drop): the others are off for it, and refused
