@@ -6,8 +6,9 @@ held-out bpc, memory curve, influence and probe accuracy by distance.
 
 Runs, each in OUT/<model>-<corpus>: `lstm` (the default 1 x 256, windows of 64),
 `lstm-2x512` (2 layers of 512), and at the LSTM's parameter count (within 4%,
-558K on python-stdlib) `mingru` (3 blocks of 128), `minlstm` (3 of 124) and
-`transformer` (3 blocks of 120, 4 heads, context 256), these three with windows
+558K on python-stdlib) `mingru` (3 blocks of 128), `minlstm` (3 of 124), `mlstm`
+and `slstm` (3 of 112, 4 heads) and `transformer` (3 blocks of 120, 4 heads,
+context 256), these with windows
 of 256 characters in 32 streams: the LSTM's 8,192 characters a step, in windows
 four times as long (the window is where a model that reads a window at once
 gains; the characters a step are kept, so each makes as many updates for its
@@ -17,8 +18,10 @@ gives the probes a budget of their own). Each run is then measured: `longmem eva
 (test split), `longmem memory --influence` (--max-context, default 4096 on
 python-stdlib and 1024 on the probes), and for a probe `longmem probe` (16, 64,
 256, 1024, 4096 and the trained range's ends). The table is printed and written
-to OUT/memory.md; `longmem compare` per corpus writes OUT/compare-<corpus>/, and
-every probe run's accuracy by distance is drawn in OUT/probes.png.
+to OUT/memory.md; `longmem compare` per corpus writes OUT/compare-<corpus>/ (its
+memory.png has every run's memory curve), every run's influence by lag is drawn
+in OUT/influence-<corpus>.png and every probe run's accuracy by distance in
+OUT/probes.png.
 
 A run folder that already holds a run is resumed (a finished one is left as it is,
 and its stored measurements are read back), so the script can be stopped at any
@@ -34,12 +37,14 @@ from pathlib import Path
 from models import longmem
 
 from longmem.rundir import RunDir
-from longmem.study import probe
+from longmem.study import influence, probe
 
 LONG = ["--batch", 32, "--seq", 256]  # windows of 256, the LSTM's 8,192 characters a step
 MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
           "mingru": ["--model", "mingru", "--layers", 3, "--hidden", 128, *LONG],
           "minlstm": ["--model", "minlstm", "--layers", 3, "--hidden", 124, *LONG],
+          "mlstm": ["--model", "mlstm", "--layers", 3, "--hidden", 112, "--heads", 4, *LONG],
+          "slstm": ["--model", "slstm", "--layers", 3, "--hidden", 112, "--heads", 4, *LONG],
           "transformer": ["--model", "transformer", "--layers", 3, "--hidden", 120, "--heads", 4, "--context", 256,
                           *LONG]}
 CORPORA = ["python-stdlib", "probe:copy", "probe:selective-copy", "probe:recall"]
@@ -63,7 +68,7 @@ def measure(run: Path, corpus: str, max_context: int) -> dict:
     row = {"run": run.name, "params": shown["params"], "steps": shown["step"], "bpc": evaluated["bpc"],
            "accuracy": evaluated["accuracy"], "memory_length": curve["memory_length"],
            "max_context": max_context, "long_context_gain": curve["long_context_gain"],
-           "influence_reach": curve["influence"]["reach"]}
+           "influence_reach": curve["influence"]["reach"], "influence": curve["influence"]}
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rates = [m["chars_per_s"] for m in metrics if "chars_per_s" in m]
     row["chars_per_s"] = sorted(rates)[len(rates) // 2] if rates else None
@@ -100,7 +105,7 @@ def main() -> None:
     parser.add_argument("--max-context", type=int, default=4096, help="memory curve's longest context (python-stdlib)")
     parser.add_argument("--out", type=Path, default=Path("runs/memory"))
     args = parser.parse_args()
-    rows, probed = [], {}
+    rows, probed, influences = [], {}, {}
     for corpus in args.corpora:
         is_probe = corpus.startswith("probe:")
         minutes = args.probe_minutes if is_probe and args.probe_minutes else args.minutes
@@ -108,6 +113,7 @@ def main() -> None:
                 for model in args.models]
         for run in runs:
             rows.append(measure(run, corpus, 1024 if is_probe else args.max_context))
+            influences.setdefault(corpus, {})[run.name] = influence.Influence.of(rows[-1].pop("influence"))
             if is_probe:
                 snap_step = rows[-1]["steps"]
                 probed[run.name] = probe.stored(RunDir(run), snap_step)
@@ -116,6 +122,10 @@ def main() -> None:
     table = markdown(rows)
     print(table)
     (args.out / "memory.md").write_text(table)
+    for corpus, curves in influences.items():
+        path = args.out / f"influence-{corpus.replace(':', '-')}.png"
+        influence.figure(curves, path)
+        print(f"figure: {path}")
     if probed:
         probe.figure({name: curve for name, curve in probed.items() if curve}, args.out / "probes.png")
         print(f"figure: {args.out / 'probes.png'}")

@@ -236,3 +236,71 @@ def transformer_forward(params, x, k0, v0, seen0, masks=None, offset=1000):
 
     logits = residual_blocks(P, x, attend, masks)
     return logits, np.stack([k for k, _ in kept]), np.stack([v for _, v in kept])
+
+
+def mlstm_forward(params, x, C0, n0, m0, masks=None):
+    """logits (T, B, V) and the memories after the window (C, n, m) of the mLSTM stack,
+    one step, stream and head at a time, as the xLSTM paper writes the cell."""
+    P = {k: v.astype(np.float64) for k, v in params.items()}
+    layers, B, heads, d = n0.shape
+    H, kept = heads * d, []
+
+    def mix(l, u):
+        qkv = u @ P[f"block.{l}.Wqkv"]
+        gates = u @ P[f"block.{l}.Wg"] + P[f"block.{l}.bg"]
+        o = sigmoid(u @ P[f"block.{l}.Wo"] + P[f"block.{l}.bo"])
+        C, n, m = C0[l].astype(np.float64).copy(), n0[l].astype(np.float64).copy(), m0[l].astype(np.float64).copy()
+        out = np.zeros(u.shape)
+        for t in range(u.shape[0]):
+            for b in range(B):
+                for h in range(heads):
+                    q, k, v = (qkv[t, b, part * H + h * d : part * H + (h + 1) * d] for part in range(3))
+                    k = k / np.sqrt(d)
+                    i_pre, log_f = gates[t, b, h], -np.logaddexp(0, -gates[t, b, heads + h])
+                    m_new = max(log_f + m[b, h], i_pre)
+                    f_act, i_act = np.exp(log_f + m[b, h] - m_new), np.exp(i_pre - m_new)
+                    C[b, h] = f_act * C[b, h] + i_act * np.outer(k, v)
+                    n[b, h] = f_act * n[b, h] + i_act * k
+                    m[b, h] = m_new
+                    read = q @ C[b, h] / (max(abs(q @ n[b, h]), np.exp(-m_new)) + 1e-6)
+                    out[t, b, h * d : (h + 1) * d] = o[t, b, h * d : (h + 1) * d] * read
+        kept.append((C, n, m))
+        return out @ P[f"block.{l}.Wout"]
+
+    logits = residual_blocks(P, x, mix, masks)
+    return logits, *(np.stack([memory[k] for memory in kept]) for k in range(3))
+
+
+def slstm_forward(params, x, state, masks=None):
+    """logits (T, B, V) and the state after the window (h, c, n, m) of the sLSTM stack,
+    one step and unit at a time, each unit reading the last h of its head's units."""
+    P = {k: v.astype(np.float64) for k, v in params.items()}
+    layers, B, H = state["h"].shape
+    kept = []
+
+    def mix(l, u):
+        R = P[f"block.{l}.R"]
+        heads, d = R.shape[:2]
+        h, c, n, m = (state[k][l].astype(np.float64).copy() for k in "hcnm")
+        pre = u @ P[f"block.{l}.W"] + P[f"block.{l}.b"]
+        out = np.zeros(u.shape)
+        for t in range(u.shape[0]):
+            last = h.copy()
+            for b in range(B):
+                for j in range(H):
+                    head, e = divmod(j, d)
+                    own = last[b, head * d : (head + 1) * d]  # the last h of this unit's head
+                    z, i_pre, f_pre, o_pre = (pre[t, b, g * H + j] + own @ R[head, :, g * d + e] for g in range(4))
+                    log_f = -np.logaddexp(0, -f_pre)
+                    m_new = i_pre if n[b, j] == 0 else max(log_f + m[b, j], i_pre)
+                    i_act, f_act = np.exp(i_pre - m_new), np.exp(log_f + m[b, j] - m_new)
+                    c[b, j] = f_act * c[b, j] + i_act * np.tanh(z)
+                    n[b, j] = f_act * n[b, j] + i_act
+                    m[b, j] = m_new
+                    h[b, j] = sigmoid(o_pre) * c[b, j] / n[b, j]
+            out[t] = h
+        kept.append((h, c, n, m))
+        return out
+
+    logits = residual_blocks(P, x, mix, masks)
+    return logits, *(np.stack([each[k] for each in kept]) for k in range(4))

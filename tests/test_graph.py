@@ -15,7 +15,8 @@ DOT = shutil.which("dot")
 
 @pytest.mark.parametrize("model, sizes", [("lstm", dict(layers=2)), ("hmlstm", dict(layers=3)), ("model1", {}),
                                           ("model2", {}), ("caesar", {}), ("mingru", dict(layers=2)),
-                                          ("minlstm", {}), ("transformer", dict(heads=2, context=4))])
+                                          ("minlstm", {}), ("transformer", dict(heads=2, context=4)),
+                                          ("mlstm", dict(heads=2)), ("slstm", dict(heads=2))])
 def test_every_arrow_joins_two_boxes(model, sizes):
     cfg = ModelConfig(model=model, hidden=8, **sizes)
     d = NETS[model].diagram(cfg)

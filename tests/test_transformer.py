@@ -85,26 +85,26 @@ def test_it_reads_at_most_layers_times_context_back(rng):
 
 
 def test_a_run_survives_kills_and_works_with_every_command(tmp_path, capsys):
-    flags = ["--model", "transformer", "--layers", 2, "--heads", 2, "--context", 6, "--corpus", "probe:copy",
+    flags = ["--model", "transformer", "--layers", 1, "--heads", 2, "--context", 6, "--corpus", "probe:copy",
              "--probe-distance", "4:6", "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.lag",
              "--steps", 40, "--checkpoint-every-steps", 7]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 32, "--positions", 20, "--influence",
+                    ["memory", whole, "--max-context", 16, "--positions", 20, "--influence",
                      "--influence-positions", 4],
                     ["probe", whole, "--distances", 5, 24, "--episodes", 4],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
-    code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "block.1.lag[0]")
-    assert code == 0 and "block.1.lag[0]" in out, err
+    code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "block.0.lag[0]")
+    assert code == 0 and "block.0.lag[0]" in out, err
     code, out, _ = run_cli(capsys, "inspect", whole)
     assert "heads=2" in out and "context=6" in out
 
 
 def test_options_of_the_transformer_are_refused_elsewhere_and_checked(tmp_path, capsys, small_text):
     code, _, err = run_cli(capsys, "train", "--text", small_text, "--heads", 2, "--run-dir", tmp_path / "a")
-    assert code == 1 and "--heads is for --model transformer, not lstm" in err
+    assert code == 1 and "--heads is for --model mlstm, slstm, transformer, not lstm" in err
     code, _, err = run_cli(capsys, "train", "--text", small_text, "--model", "transformer", *TINY, "--hidden", 12,
                            "--heads", 4, "--run-dir", tmp_path / "b")
     assert code == 1 and "multiple of twice --heads" in err and "Traceback" not in err

@@ -70,7 +70,8 @@ class ModelConfig:
         0.3, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
         "dropped with this probability, one mask per training step (other models: none)", per_net=0.0)
     heads: int | None = opt(None, "transformer: attention heads, each of --hidden / heads units (an even number, "
-                            "for the rotary positions; default 4)", per_net=None, net_default=4)
+                            "for the rotary positions); mlstm: matrix memories, each --hidden / heads square; "
+                            "slstm: groups of cells connected to each other (default 4)", per_net=None, net_default=4)
     context: int | None = opt(None, "transformer: the characters before each position that each layer attends to "
                               "(their keys and values are the state carried from window to window, so the "
                               "model reads at most layers x context back; default 256)", per_net=None,
