@@ -88,29 +88,13 @@ def describe(cfg: ModelConfig, name: str) -> str:
 
 
 def diagram(cfg: ModelConfig, name: str, gates: str, recurrence: str) -> Diagram:
-    d = Diagram()
-    source = d.node("embed", "embedding embed[x]")
-    d.edge("x", source)
-    for l in range(cfg.layers):
-        group = f"block.{l}"
-        d.groups[group] = (f"block {l}: {name}, {cfg.hidden} units, feed-forward {parts.FF * cfg.hidden}", [])
-        norm = d.node(f"{group}.norm", "RMSNorm", group=group)
+    def mixer(d, group, norm):
         gate = d.node(f"{group}.gates", gates, group=group)
         scan = d.node(f"{group}.scan", f"{recurrence}\n(a linear recurrence)", group=group)
-        add = d.node(f"{group}.add", "u = x + h" + (f" (dropout {cfg.dropout:g} on h)" if cfg.dropout else ""),
-                     group=group)
-        ff = d.node(f"{group}.ff", "W2 gelu(W1 RMSNorm(u) + b1) + b2", group=group)
-        out = d.node(f"{group}.out", "u + feed-forward", group=group)
-        d.edge(source, norm)
         d.edge(norm, gate, "W u + b")
-        d.edge(gate, scan, "log a, log b")
+        d.edge(gate, scan, "a, b")
         d.edge("state", scan, f"{group} h")
         d.edge(scan, "next state", f"{group} h(T)")
-        d.edge(scan, add, "h")
-        d.edge(source, add, "x (residual)")
-        d.edge(add, ff)
-        d.edge(ff, out)
-        d.edge(add, out, "u (residual)")
-        source = out
-    d.edge(source, "logits", "out.W RMSNorm(x) + out.b")
-    return d
+        return scan, "h"
+
+    return parts.residual_diagram(cfg, f"block {{l}}: {name}, {cfg.hidden} units", mixer, "u = x + h")

@@ -113,23 +113,12 @@ def describe(cfg: ModelConfig) -> str:
 
 
 def diagram(cfg: ModelConfig) -> Diagram:
-    d = Diagram()
-    source = d.node("embed", "embedding embed[x]")
-    d.edge("x", source)
-    for l in range(cfg.layers):
-        group = f"block.{l}"
-        d.groups[group] = (f"block {l}: mLSTM, {cfg.heads} heads, feed-forward {parts.FF * cfg.hidden}", [])
-        norm = d.node(f"{group}.norm", "RMSNorm", group=group)
+    def mixer(d, group, norm):
         gates = d.node(f"{group}.gates", "q, k, v = Wqkv u; i~, f~ = Wg u + bg; o = sigmoid(Wo u + bo)\n"
                        "(from the input only)", group=group)
         memory = d.node(f"{group}.memory", "m = max(log sigmoid(f~) + m, i~)\nC = f' C + i' k v^T, n = f' n + i' k",
                         group=group)
         read = d.node(f"{group}.read", "h = o * q^T C / max(|q . n|, exp(-m))", group=group)
-        add = d.node(f"{group}.add", "u = x + Wout h" + (f" (dropout {cfg.dropout:g})" if cfg.dropout else ""),
-                     group=group)
-        ff = d.node(f"{group}.ff", "W2 gelu(W1 RMSNorm(u) + b1) + b2", group=group)
-        out = d.node(f"{group}.out", "u + feed-forward", group=group)
-        d.edge(source, norm)
         d.edge(norm, gates)
         d.edge(gates, memory, "k, v, i~, f~")
         d.edge(memory, memory, "C, n, m (t-1)", "recurrent")
@@ -137,11 +126,6 @@ def diagram(cfg: ModelConfig) -> Diagram:
         d.edge(memory, "next state", f"{group} C, n, m")
         d.edge(gates, read, "q, o")
         d.edge(memory, read, "C, n, m")
-        d.edge(read, add)
-        d.edge(source, add, "x (residual)")
-        d.edge(add, ff)
-        d.edge(ff, out)
-        d.edge(add, out, "u (residual)")
-        source = out
-    d.edge(source, "logits", "out.W RMSNorm(x) + out.b")
-    return d
+        return read, "h"
+
+    return parts.residual_diagram(cfg, f"block {{l}}: mLSTM, {cfg.heads} heads", mixer, "u = x + Wout h")

@@ -109,6 +109,36 @@ def residual_blocks(params: dict, x, layers: int, masks: dict | None, mix):
     return project(rms_norm(u, params["norm"]), params["out.W"]) + params["out.b"]
 
 
+def residual_diagram(cfg, title: str, mixer, added: str):
+    """The diagram of the blocks (see protocol.Diagram): embedding, then per block
+    RMSNorm, the block's own part, the residual add (labelled `added`), the
+    feed-forward layer and its add. `mixer(d, group, norm)` draws block `group`'s
+    own part from the node `norm` and returns (its output node, the edge's label);
+    `title` names a block (with {l} for its number)."""
+    from longmem.nets.protocol import Diagram
+
+    d = Diagram()
+    source = d.node("embed", "embedding embed[x]")
+    d.edge("x", source)
+    for l in range(cfg.layers):
+        group = f"block.{l}"
+        d.groups[group] = (title.format(l=l) + f", feed-forward {FF * cfg.hidden}", [])
+        norm = d.node(f"{group}.norm", "RMSNorm", group=group)
+        d.edge(source, norm)
+        mixed, label = mixer(d, group, norm)
+        add = d.node(f"{group}.add", added + (f" (dropout {cfg.dropout:g})" if cfg.dropout else ""), group=group)
+        ff = d.node(f"{group}.ff", "W2 gelu(W1 RMSNorm(u) + b1) + b2", group=group)
+        out = d.node(f"{group}.out", "u + feed-forward", group=group)
+        d.edge(mixed, add, label)
+        d.edge(source, add, "x (residual)")
+        d.edge(add, ff)
+        d.edge(ff, out)
+        d.edge(add, out, "u (residual)")
+        source = out
+    d.edge(source, "logits", "out.W RMSNorm(x) + out.b")
+    return d
+
+
 def rms_norm(x, gain):
     """x (..., H) divided by its root mean square over H, times the gain (H,)."""
     return x / pt.sqrt((x * x).mean(axis=-1, keepdims=True) + NORM_EPS) * gain

@@ -102,32 +102,16 @@ def describe(cfg: ModelConfig) -> str:
 
 
 def diagram(cfg: ModelConfig) -> Diagram:
-    d = Diagram()
-    source = d.node("embed", "embedding embed[x]")
-    d.edge("x", source)
-    for l in range(cfg.layers):
-        group = f"block.{l}"
-        d.groups[group] = (f"block {l}: sLSTM, {cfg.heads} heads of {cfg.hidden // cfg.heads} cells, "
-                           f"feed-forward {parts.FF * cfg.hidden}", [])
-        norm = d.node(f"{group}.norm", "RMSNorm", group=group)
+    def mixer(d, group, norm):
         gates = d.node(f"{group}.gates", "z~, i~, f~, o~ = W u + b + R h(t-1), head by head", group=group)
         cell = d.node(f"{group}.cell", "m = max(log sigmoid(f~) + m, i~)\nc = f' c + i' tanh(z~), n = f' n + i'\n"
                       "h = sigmoid(o~) c / n", group=group)
-        add = d.node(f"{group}.add", "u = x + h" + (f" (dropout {cfg.dropout:g})" if cfg.dropout else ""),
-                     group=group)
-        ff = d.node(f"{group}.ff", "W2 gelu(W1 RMSNorm(u) + b1) + b2", group=group)
-        out = d.node(f"{group}.out", "u + feed-forward", group=group)
-        d.edge(source, norm)
         d.edge(norm, gates)
         d.edge(gates, cell)
         d.edge(cell, gates, "h(t-1)", "recurrent")
         d.edge("state", cell, f"{group} h, c, n, m")
         d.edge(cell, "next state", f"{group} h, c, n, m")
-        d.edge(cell, add, "h")
-        d.edge(source, add, "x (residual)")
-        d.edge(add, ff)
-        d.edge(ff, out)
-        d.edge(add, out, "u (residual)")
-        source = out
-    d.edge(source, "logits", "out.W RMSNorm(x) + out.b")
-    return d
+        return cell, "h"
+
+    return parts.residual_diagram(cfg, f"block {{l}}: sLSTM, {cfg.heads} heads of {cfg.hidden // cfg.heads} cells",
+                                  mixer, "u = x + h")

@@ -140,31 +140,15 @@ def describe(cfg: ModelConfig) -> str:
 
 
 def diagram(cfg: ModelConfig) -> Diagram:
-    d = Diagram()
-    source = d.node("embed", "embedding embed[x]")
-    d.edge("x", source)
-    for l in range(cfg.layers):
-        group = f"block.{l}"
-        d.groups[group] = (f"block {l}: {cfg.heads} heads of {cfg.hidden // cfg.heads} units, "
-                           f"feed-forward {parts.FF * cfg.hidden}", [])
-        norm = d.node(f"{group}.norm", "RMSNorm", group=group)
+    def mixer(d, group, norm):
         qkv = d.node(f"{group}.qkv", "q, k, v = Wqkv u\nrotary positions on q, k", group=group)
         att = d.node(f"{group}.attention", f"softmax(q k^T / sqrt(d)) v\neach position: itself and the "
                      f"{cfg.context} before it", group=group)
-        add = d.node(f"{group}.add", "u = x + Wo attention" + (f" (dropout {cfg.dropout:g})" if cfg.dropout else ""),
-                     group=group)
-        ff = d.node(f"{group}.ff", "W2 gelu(W1 RMSNorm(u) + b1) + b2", group=group)
-        out = d.node(f"{group}.out", "u + feed-forward", group=group)
-        d.edge(source, norm)
         d.edge(norm, qkv)
         d.edge(qkv, att, "q, k, v")
         d.edge("state", att, f"{group} k, v of the last {cfg.context}", "fixed")
         d.edge(att, "next state", f"{group} k, v")
-        d.edge(att, add)
-        d.edge(source, add, "x (residual)")
-        d.edge(add, ff)
-        d.edge(ff, out)
-        d.edge(add, out, "u (residual)")
-        source = out
-    d.edge(source, "logits", "out.W RMSNorm(x) + out.b")
-    return d
+        return att, ""
+
+    return parts.residual_diagram(cfg, f"block {{l}}: {cfg.heads} heads of {cfg.hidden // cfg.heads} units", mixer,
+                                  "u = x + Wo attention")
