@@ -56,7 +56,7 @@ import numpy as np
 
 from longmem import config, engine
 from longmem.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
-from longmem.nets import NETS, lstm
+from longmem.nets import NETS
 from longmem.step import Trainer
 
 V = 100
@@ -137,14 +137,22 @@ def net_step(spec: str, B: int, mode: str):
     """The training step of the model `spec` as `longmem train` builds it: its default
     dropouts (those the model does not read are off), RMSprop, clipping."""
     name, sizes, T, B = model_spec(spec, B)
-    cfg = config.validate(config.from_args(argparse.Namespace(model=name, **sizes, batch=B, seq=T)))
-    model = cfg.model
+    step, seconds, params = timed_step(config.validate(config.from_args(
+        argparse.Namespace(model=name, **sizes, batch=B, seq=T))), mode)
+    return step, f"{seconds:.1f} {params}"
+
+
+def timed_step(cfg: RunConfig, mode: str):
+    """One training step of `cfg`'s model on a fixed random window, state carried, as a
+    function that waits for its result; the seconds to build and run it once; the
+    parameter count."""
+    net, t = NETS[cfg.model.model], cfg.train
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    trainer = Trainer(cfg, NETS[name].init_params(model, V, rng), mode)
-    x = rng.integers(0, V, (T, B)).astype(np.int32)
-    y = rng.integers(0, V, (T, B)).astype(np.int32)
-    state = NETS[name].init_state(model, B)
+    trainer = Trainer(cfg, net.init_params(cfg.model, V, rng), mode)
+    x = rng.integers(0, V, (t.seq, t.batch)).astype(np.int32)
+    y = rng.integers(0, V, (t.seq, t.batch)).astype(np.int32)
+    state = net.init_state(cfg.model, t.batch)
     counter = [0]
 
     def step():
@@ -154,8 +162,7 @@ def net_step(spec: str, B: int, mode: str):
         float(values["loss"])  # wait for the result
 
     step()
-    params = sum(p.get_value().size for p in trainer.params.values())
-    return step, f"{time.perf_counter() - start:.1f} {params}"
+    return step, time.perf_counter() - start, sum(p.get_value().size for p in trainer.params.values())
 
 
 def compare_models(specs: list[str], B: int, n: int, repeats: int, backend: str) -> None:
@@ -182,23 +189,8 @@ def longmem_step(H: int, B: int, T: int, mode: str, dropout: float = 0.0, weight
         optim=OptimConfig(optimizer="rmsprop", lr=2e-3, rho=0.95, eps=1e-8, clip=5.0),
         train=TrainConfig(batch=B, seq=T),
     )
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    trainer = Trainer(cfg, lstm.init_params(cfg.model, V, rng), mode)
-    x = rng.integers(0, V, (T, B)).astype(np.int32)
-    y = rng.integers(0, V, (T, B)).astype(np.int32)
-    state = {"h": np.zeros((1, B, H), np.float32)}
-    state["c"] = state["h"].copy()
-    counter = [0]
-
-    def step():
-        new, values = trainer.step(x, y, state, counter[0], trainer.cfg.optim.lr)
-        state.update(new)
-        counter[0] += 1
-        float(values["loss"])  # wait for the result
-
-    step()
-    return step, f"{time.perf_counter() - start:.1f}"
+    step, seconds, _ = timed_step(cfg, mode)
+    return step, f"{seconds:.1f}"
 
 
 def torch_step(H: int, B: int, T: int, device: str = "cpu"):

@@ -106,3 +106,29 @@ def killed_equals_whole(capsys, tmp_path, start, flags, kills=1, seed=7, gap=(10
     for name in tracks:
         assert (killed / "tracks" / name).read_bytes() == (whole / "tracks" / name).read_bytes(), name
     return whole
+
+
+def gradient_matches_finite_differences(net, params, x, state, carried, X, Y, carried_term, reference):
+    """The gradient of a model's mean cross-entropy plus 0.1 x the sum of its new state
+    `carried_term`, with respect to every parameter, against central differences of
+    the same cost from `reference(float64 params, X)` -> (logits, that state)."""
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+
+    from longmem import engine
+    from reference import check_against_finite_differences, mean_nll
+
+    y = pt.tensor("y", dtype="int32", shape=Y.shape)
+    shared, names = engine.share_all(params), sorted(params)
+    fw = net.forward(shared, x, state)
+    cost = -net.log_probs(fw.logits, y).mean() + 0.1 * fw.state[carried_term].sum()
+    fn = engine.compile_function([x, y, *state.values()], pytensor.grad(cost, [shared[k] for k in names]), "JAX")
+    got = dict(zip(names, (np.asarray(g) for g in fn(X, Y, *carried.values()))))
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+
+    def cost_of(name):
+        logits, term = reference(p64, X)
+        return mean_nll(logits, Y) + 0.1 * term.sum()
+
+    check_against_finite_differences(got, p64, cost_of, atol=2e-4)

@@ -2,15 +2,14 @@
 gradient, and a run through the CLI."""
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from helpers import TINY, killed_equals_whole, run_cli
+from helpers import TINY, gradient_matches_finite_differences, killed_equals_whole, run_cli
 from longmem import engine
 from longmem.config import ModelConfig
 from longmem.nets import mlstm
-from reference import check_against_finite_differences, mean_nll, mlstm_forward
+from reference import mlstm_forward
 
 B, V, H, L, HEADS = 2, 5, 8, 2, 2
 
@@ -49,20 +48,9 @@ def test_the_memory_matches_a_loop_over_steps_streams_and_heads(rng, T):
 def test_the_gradient_matches_finite_differences(rng):
     T = 3
     cfg, params, x, state, carried, X = _model(rng, T)
-    y = pt.tensor("y", dtype="int32", shape=(T, B))
     Y = rng.integers(0, V, (T, B)).astype(np.int32)
-    shared, names = engine.share_all(params), sorted(params)
-    fw = mlstm.forward(shared, x, state)
-    cost = -mlstm.log_probs(fw.logits, y).mean() + 0.1 * fw.state["n"].sum()
-    fn = engine.compile_function([x, y, *state.values()], pytensor.grad(cost, [shared[k] for k in names]), "JAX")
-    got = dict(zip(names, (np.asarray(g) for g in fn(X, Y, *carried.values()))))
-    p64 = {k: v.astype(np.float64) for k, v in params.items()}
-
-    def cost_of(name):
-        logits, _, n, _ = mlstm_forward(p64, X, *carried.values())
-        return mean_nll(logits, Y) + 0.1 * n.sum()
-
-    check_against_finite_differences(got, p64, cost_of, atol=2e-4)
+    gradient_matches_finite_differences(mlstm, params, x, state, carried, X, Y, "n",
+                                        lambda p, X: mlstm_forward(p, X, *carried.values())[::2])
 
 
 def test_a_run_survives_kills_and_works_with_every_command(tmp_path, capsys):
