@@ -6,15 +6,15 @@ held-out bpc, memory curve, influence and probe accuracy by distance.
 
 Runs, each in OUT/<model>-<corpus>: `lstm` (the default 1 x 256, windows of 64),
 `lstm-2x512` (2 layers of 512), and at the LSTM's parameter count (within 4%,
-558K on python-stdlib) `mingru` (3 blocks of 128), `minlstm` (3 of 124), `mlstm`
+558K on python-stdlib) `hmlstm` (3 layers of 116, windows of 64 like the LSTM's), `mingru` (3 blocks of 128), `minlstm` (3 of 124), `mlstm`
 and `slstm` (3 of 112, 4 heads) and `transformer` (3 blocks of 120, 4 heads,
 context 256), these with windows
 of 256 characters in 32 streams: the LSTM's 8,192 characters a step, in windows
 four times as long (the window is where a model that reads a window at once
 gains; the characters a step are kept, so each makes as many updates for its
 speed). On `python-stdlib` and on `probe:copy`, `probe:selective-copy` and
-`probe:recall` (their default sizes and distances, 16:1024; --probe-minutes
-gives the probes a budget of their own). Each run is then measured: `longmem eval`
+`probe:recall` (their default sizes and distances, 16:1024, or --probe-distance;
+--probe-minutes gives the probes a budget of their own). Each run is then measured: `longmem eval`
 (test split), `longmem memory --influence` (--max-context, default 4096 on
 python-stdlib and 1024 on the probes), and for a probe `longmem probe` (16, 64,
 256, 1024, 4096 and the trained range's ends). The table is printed and written
@@ -41,6 +41,7 @@ from longmem.study import influence, probe
 
 LONG = ["--batch", 32, "--seq", 256]  # windows of 256, the LSTM's 8,192 characters a step
 MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
+          "hmlstm": ["--model", "hmlstm", "--layers", 3, "--hidden", 116],
           "mingru": ["--model", "mingru", "--layers", 3, "--hidden", 128, *LONG],
           "minlstm": ["--model", "minlstm", "--layers", 3, "--hidden", 124, *LONG],
           "mlstm": ["--model", "mlstm", "--layers", 3, "--hidden", 112, "--heads", 4, *LONG],
@@ -103,13 +104,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--corpora", nargs="+", default=CORPORA, choices=CORPORA)
     parser.add_argument("--max-context", type=int, default=4096, help="memory curve's longest context (python-stdlib)")
+    parser.add_argument("--probe-distance", metavar="LO:HI", help="the probes' training distances (default 16:1024)")
     parser.add_argument("--out", type=Path, default=Path("runs/memory"))
     args = parser.parse_args()
     rows, probed, influences = [], {}, {}
     for corpus in args.corpora:
         is_probe = corpus.startswith("probe:")
         minutes = args.probe_minutes if is_probe and args.probe_minutes else args.minutes
-        runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, minutes, MODELS[model])
+        distance = ["--probe-distance", args.probe_distance] if is_probe and args.probe_distance else []
+        runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, minutes, MODELS[model] + distance)
                 for model in args.models]
         for run in runs:
             rows.append(measure(run, corpus, 1024 if is_probe else args.max_context))
