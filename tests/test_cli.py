@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -369,6 +370,31 @@ def test_plateaus_lower_the_learning_rate_and_the_best_parameters_are_kept(tmp_p
     assert digest(capsys, split)["digest"] == digest(capsys, whole)["digest"]
     assert digest(capsys, split)["lr"] == digest(capsys, whole)["lr"]
     assert run_cli(capsys, "eval", split, "--checkpoint", "best", "--split", "val", "--json")[1] == out
+
+
+def test_early_stop_ends_a_run_that_stopped_improving_and_says_what_it_will_do(tmp_path, small_text, capsys):
+    run_dir = tmp_path / "run"
+    flags = ["--lr", 0.3, "--weight-drop", 0, *TINY, "--eval-every", 4]
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 40,
+                           "--early-stop", 1, *flags)
+    assert code == 0, err
+    # Before compiling it says its split, model and goal; the passes are the steps over the windows of a pass.
+    assert re.search(r"text: \d+ symbols; characters: train [\d,]+, validation [\d,]+, test [\d,]+", err)
+    assert re.search(r"model: lstm, 1 x \d+, [\d,]+ parameters; dropout 0.3, weight drop 0\n", err)
+    assert re.search(r"goal 40 steps, [\d,]+ characters \((\d+\.\d passes|0\.\d+ of a pass) over the training split\)", err)
+    scheduled = [m for m in metrics(run_dir) if "val_bpc" in m and m["step"] % 4 == 0]
+    # It stops after the first scheduled evaluation that is not a new best (the step after it).
+    assert all(a["val_bpc"] > b["val_bpc"] for a, b in zip(scheduled, scheduled[1:-1]))
+    assert scheduled[-1]["val_bpc"] >= min(m["val_bpc"] for m in scheduled[:-1])
+    stop = scheduled[-1]["step"] + 1
+    assert stop < 40, "the test should see an evaluation that is no better"
+    assert f"stopped early at step {stop}: 1 evaluation without a new best" in err
+    shown = digest(capsys, run_dir)
+    assert shown["step"] == stop and shown["finished"]
+    # A larger --early-stop lets it go on to its goal.
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--early-stop", 100)
+    assert code == 0, err
+    assert digest(capsys, run_dir)["step"] == 40
 
 
 def test_a_run_without_a_best_says_so(tmp_path, small_text, capsys):

@@ -23,6 +23,8 @@ class Cursor:
 
 
 class Streams:
+    ENDLESS = False  # the text ends, and the streams begin it again (a new pass)
+
     def __init__(self, codes: np.ndarray, batch: int, seq: int, what: str = "training text"):
         if batch < 1 or seq < 1:
             raise UserError("--batch and --seq must be at least 1")
@@ -41,6 +43,10 @@ class Streams:
     @property
     def chars_per_window(self) -> int:
         return self.batch * self.seq
+
+    @property
+    def chars_per_pass(self) -> int:
+        return self.windows * self.chars_per_window
 
     def at(self, cursor: Cursor) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and targets of the window the cursor is at (every pass reads the same text)."""

@@ -140,6 +140,10 @@ class TrainConfig:
     log_every: int = opt(10, "steps between lines of metrics.jsonl")
     eval_every: int = opt(200, "steps between validation evaluations")
     eval_chars: int = opt(100_000, "at most this many validation characters per evaluation")
+    early_stop: int | None = opt(
+        None, "stop when this many evaluations on schedule in a row bring no new best held-out bpc "
+        "(off by default; the best parameters are kept either way)"
+    )
     eval_split: str = opt("val", "the split evaluated during training (the Caesar experiment "
                           "scores its training letters)", choices=["val", "train"])
     sample_every: int = opt(500, "steps between samples written to samples.txt")
@@ -261,6 +265,7 @@ RANGES = {
     "replay": (0, None, True, None),
     "seed": (0, None, True, None),  # numpy's generators take no negative seed
     "probe_length": (1, None, True, None),
+    "early_stop": (1, None, True, None),
     "heads": (1, None, True, None),
     "context": (1, None, True, None),
     "probe_symbols": (1, None, True, None),

@@ -15,7 +15,7 @@ from longmem.config import RunConfig, validate
 from longmem.corpus import Vocab, for_run, parts
 from longmem.errors import UserError
 from longmem.files import cut_log, line_end, machine_memory, readable_size, sha256
-from longmem.loop import Loop, TrainState
+from longmem.loop import Loop, TrainState, passes
 from longmem.nets import NETS
 from longmem.rundir import RunDir
 from longmem.rundir import load as load_snapshot
@@ -25,7 +25,7 @@ from longmem.step import Trainer, streams_mesh
 # The optimizer may not: its state (moments, running averages) would start from zero.
 RESUMABLE = {
     "optim": {"lr", "lr_decay", "lr_decay_every", "lr_plateau", "lr_patience", "rho", "eps", "beta1", "beta2", "clip"},
-    "train": {"steps", "minutes", "log_every", "eval_every", "eval_chars", "sample_every",
+    "train": {"steps", "minutes", "early_stop", "log_every", "eval_every", "eval_chars", "sample_every",
               "sample_length", "checkpoint_every_steps", "checkpoint_every_seconds", "keep",
               "track", "track_every", "backend", "device", "devices"},
 }
@@ -38,7 +38,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     corpus = for_run(cfg.data, cfg.train.seed)
     bounds = corpus.bounds(cfg.data.val_fraction, cfg.data.test_fraction)
     splits = parts(corpus.codes, bounds)
-    corpus.train_streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
+    streams = corpus.train_streams(splits["train"], cfg.train.batch, cfg.train.seq)  # fail early if too short
     if cfg.train.backend == "jax":
         streams_mesh(cfg.train)  # and if the streams cannot be split over the devices
     _check_memory(cfg, len(corpus.vocab))
@@ -47,11 +47,34 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
     run_dir.claim(restart_unfinished=True)
     run_dir.create(cfg, corpus.vocab, corpus.name, bounds, sha256(corpus.codes.tobytes()), corpus.source)
     print(f"longmem: training on {corpus.name} in {run_dir.path}", file=sys.stderr)
+    _plan(cfg, corpus, splits, params, streams)
     return _from_scratch(run_dir, cfg, corpus, splits, mode, params)
+
+
+def _plan(cfg: RunConfig, corpus, splits: dict, params: dict, streams) -> None:
+    """Say, before compiling, what the run will do: its text and split, its model, its goal."""
+    t, m = cfg.train, cfg.model
+    net = NETS[m.model]
+    held = f"validation {len(splits['val']):,}, test {len(splits['test']):,}"
+    train = "endless generated episodes" if corpus.probe else f"{len(splits['train']):,}"
+    options = [f"dropout {m.dropout:g}"] + [f"{name.replace('_', ' ')} {getattr(m, name):g}"
+                                           for name in sorted(getattr(net, "OPTIONS", ()))]
+    step = t.batch * t.seq
+    goal = f"{t.minutes:g} minutes" if t.steps is None else f"{t.steps:,} steps, {t.chars(t.steps):,} characters"
+    if t.steps is not None and t.minutes is not None:
+        goal = f"{t.minutes:g} minutes or {goal}, whichever comes first"
+    if t.steps is not None and not streams.ENDLESS:
+        goal += f" ({passes(t.steps / streams.windows)} over the training split)"
+    for line in (f"text: {len(corpus.vocab)} symbols; characters: train {train}, {held}",
+                 f"model: {m.model}, {m.layers} x {m.hidden}, {checkpoint.count(params):,} parameters; "
+                 + ", ".join(options),
+                 f"steps: windows of {t.seq} in {t.batch} streams ({step:,} characters a step); goal {goal}"):
+        print(f"longmem: {line}", file=sys.stderr)
 
 
 def _from_scratch(run_dir, cfg, corpus, splits, mode, params) -> TrainState:
     trainer = Trainer(cfg, params, mode)
+    print(f"longmem: compiled in {trainer.compile_seconds:.1f} s", file=sys.stderr)
     carried = trainer.net.init_state(cfg.model, cfg.train.batch)
     return _loop(run_dir, cfg, corpus, splits, trainer).run(TrainState(), carried)
 

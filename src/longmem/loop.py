@@ -46,7 +46,8 @@ class TrainState:
     best_bpc: float | None = None  # the lowest held-out bpc of the evaluations so far
     best_step: int | None = None  # its step (checkpoints hold its parameters as best/NAME)
     plateau_bpc: float | None = None  # the lowest of the evaluations on schedule (--eval-every)
-    stale: int = 0  # evaluations on schedule since that one
+    stale: int = 0  # evaluations on schedule since that one, or since the rate was last cut
+    since_best: int = 0  # evaluations on schedule since that one (--early-stop)
     lr_scale: float = 1.0  # the learning rate's factor from plateaus (--lr-plateau)
 
     def to_meta(self) -> dict:
@@ -75,7 +76,8 @@ def summary(snap, info: dict) -> dict:
     return {
         "text": f"{info.get('corpus')}, {len(snap.vocab)} symbols: {symbols}",
         "step": state["step"],
-        "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0)),
+        "finished": finished(snap.config.train, state["step"], state.get("elapsed", 0.0),
+                             state.get("since_best", 0)),
         "epoch": state["cursor"]["epoch"],
         "checkpoint": snap.path.name,
         "best_step": state.get("best_step"),
@@ -86,6 +88,11 @@ def summary(snap, info: dict) -> dict:
         "vocab_size": len(snap.vocab),
         "config": snap.config.to_dict(),
     }
+
+
+def passes(n: float) -> str:
+    """`n` passes over a text, as a few digits say it."""
+    return f"{n:.1f} passes" if n >= 1 else f"{n:.2g} of a pass"
 
 
 def learning_rate(o: OptimConfig, state: TrainState) -> float:
@@ -111,9 +118,13 @@ class StopFlag:
             signal.signal(s, handler)
 
 
-def finished(t, step: int, elapsed: float) -> bool:
-    """Whether a run with TrainConfig `t` has reached its goal (steps or minutes)."""
+def finished(t, step: int, elapsed: float, since_best: int = 0) -> bool:
+    """Whether a run with TrainConfig `t` has reached its goal (steps or minutes), or has
+    stopped improving: `since_best` evaluations on schedule without a new best, and
+    --early-stop allows no more."""
     if t.steps is not None and step >= t.steps:
+        return True
+    if t.early_stop is not None and since_best >= t.early_stop:
         return True
     return t.minutes is not None and elapsed >= t.minutes * 60
 
@@ -146,6 +157,7 @@ class Loop:
         self.tracks = track.Writer(run_dir.tracks, cfg.train.track_max)
         self.goal = cfg.train.steps
         self.pace = Pace()
+        self.said_passes = False
 
     def run(self, state: TrainState, carried: dict[str, np.ndarray], best: dict | None = None) -> TrainState:
         """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end.
@@ -198,6 +210,10 @@ class Loop:
                 f"checkpoint saved. Continue with: longmem train --resume {self.run_dir.path}",
                 file=sys.stderr,
             )
+        elif t.early_stop is not None and state.since_best >= t.early_stop:
+            print(f"longmem: stopped early at step {state.step}: {state.since_best} evaluation"
+                  f"{'s' if state.since_best != 1 else ''} without a new best (the best, {t.eval_split} bpc {state.best_bpc:.3f} at step {state.best_step}, is kept "
+                  "in the checkpoint as best/); to go on, resume with a larger --early-stop", file=sys.stderr)
         return state
 
     def update_elapsed(self, state: TrainState) -> None:
@@ -208,7 +224,7 @@ class Loop:
         """Whether the run has reached its goal, the signal that stops it (0: none) and
         whether to checkpoint now: the clock and signals decide, so in a run of several
         processes process 0 decides for all."""
-        done = finished(self.cfg.train, state.step, state.elapsed)
+        done = finished(self.cfg.train, state.step, state.elapsed, state.since_best)
         done, stopped, save = engine.agree([done, stop.signal or 0, save])
         return bool(done), stopped, bool(save)
 
@@ -276,6 +292,7 @@ class Loop:
         shown = {"loss": f"{loss:.3f}"} | ({"bpc": f"{record['bpc']:.3f}"} if "bpc" in record else {})
         if "chars_per_s" in record:
             shown["chars/s"] = f"{record['chars_per_s']:.0f}"
+            self.say_passes(record["chars_per_s"])
         split = t.eval_split
         if f"{split}_bpc" in record:
             shown[split] = f"{record[f'{split}_bpc']:.3f}"
@@ -285,6 +302,17 @@ class Loop:
         if left is not None and (self.goal is None or not self.progress.tty):
             shown["left"] = f"{left / 60:.1f}min"
         self.progress.show(state.step, shown)
+
+    def say_passes(self, chars_per_s: float) -> None:
+        """Once in a process, for a run that trains for some minutes: how many passes over
+        the training split that will be, at the first speed measured."""
+        t = self.cfg.train
+        if self.said_passes or t.minutes is None or self.streams.ENDLESS:
+            return
+        self.said_passes = True
+        chars = (t.minutes * 60 - self.clock.elapsed) * chars_per_s
+        self.progress.say(f"longmem: at {chars_per_s:,.0f} characters a second, the {t.minutes:g} minutes are "
+                          f"about {passes(chars / self.streams.chars_per_pass)} over the training split")
 
     def evaluate(self, state: TrainState, scheduled: bool) -> dict | None:
         """Bits per character and accuracy on the held-out split (--eval-split, at most
@@ -308,9 +336,10 @@ class Loop:
         if not scheduled:
             return
         if state.plateau_bpc is None or bpc < state.plateau_bpc:
-            state.plateau_bpc, state.stale = bpc, 0
+            state.plateau_bpc, state.stale, state.since_best = bpc, 0, 0
             return
         state.stale += 1
+        state.since_best += 1
         o = self.cfg.optim
         if state.stale >= o.lr_patience:
             state.lr_scale *= o.lr_plateau

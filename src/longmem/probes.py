@@ -158,6 +158,8 @@ class ProbeStreams(Streams):
     """B streams of fresh episodes, a pass of `windows` windows at a time: pass e of
     stream b is generated from (seed, e, b), so that it is the same on resume."""
 
+    ENDLESS = True
+
     def __init__(self, probe: Probe, seed: int, codes_of, batch: int, seq: int):
         if batch < 1 or seq < 1:
             raise UserError("--batch and --seq must be at least 1")

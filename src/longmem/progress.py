@@ -22,6 +22,13 @@ class Progress:
         else:
             print(f"step {step}  " + "  ".join(f"{k} {v}" for k, v in shown.items()), file=sys.stderr, flush=True)
 
+    def say(self, line: str) -> None:
+        """One line of news, above the bar on a terminal."""
+        if self.tty:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def __enter__(self):
         return self
 
