@@ -6,10 +6,10 @@ held-out bpc, memory curve, influence and probe accuracy by distance.
 
 Runs, each in OUT/<model>-<corpus>: `lstm` (the default 1 x 256, windows of 64),
 `lstm-2x512` (2 layers of 512), and at the LSTM's parameter count (within 4%,
-558K on python-stdlib) `hmlstm` (3 layers of 116, windows of 64 like the LSTM's), `mingru` (3 blocks of 128), `minlstm` (3 of 124), `mlstm`
-and `slstm` (3 of 112, 4 heads) and `transformer` (3 blocks of 120, 4 heads,
-context 256), these with windows
-of 256 characters in 32 streams: the LSTM's 8,192 characters a step, in windows
+558K on python-stdlib) `hmlstm` (3 layers of 116, windows of 64 like the
+LSTM's), `mingru` (3 blocks of 128), `minlstm` (3 of 124), `mlstm` and `slstm`
+(3 of 112, 4 heads) and `transformer` (3 blocks of 120, 4 heads, context 256),
+these with windows of 256 characters in 32 streams: the LSTM's 8,192 characters a step, in windows
 four times as long (the window is where a model that reads a window at once
 gains; the characters a step are kept, so each makes as many updates for its
 speed). On `python-stdlib` and on `probe:copy`, `probe:selective-copy` and

@@ -381,7 +381,8 @@ def test_early_stop_ends_a_run_that_stopped_improving_and_says_what_it_will_do(t
     # Before compiling it says its split, model and goal; the passes are the steps over the windows of a pass.
     assert re.search(r"text: \d+ symbols; characters: train [\d,]+, validation [\d,]+, test [\d,]+", err)
     assert re.search(r"model: lstm, 1 x \d+, [\d,]+ parameters; dropout 0.3, weight drop 0\n", err)
-    assert re.search(r"goal 40 steps, [\d,]+ characters \((\d+\.\d passes|0\.\d+ of a pass) over the training split\)", err)
+    passes = r"\((\d+\.\d passes|0\.\d+ of a pass) over the training split\)"
+    assert re.search(r"goal 40 steps, [\d,]+ characters " + passes, err)
     scheduled = [m for m in metrics(run_dir) if "val_bpc" in m and m["step"] % 4 == 0]
     # It stops after the first scheduled evaluation that is not a new best (the step after it).
     assert all(a["val_bpc"] > b["val_bpc"] for a, b in zip(scheduled, scheduled[1:-1]))

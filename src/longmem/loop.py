@@ -211,8 +211,9 @@ class Loop:
                 file=sys.stderr,
             )
         elif t.early_stop is not None and state.since_best >= t.early_stop:
-            print(f"longmem: stopped early at step {state.step}: {state.since_best} evaluation"
-                  f"{'s' if state.since_best != 1 else ''} without a new best (the best, {t.eval_split} bpc {state.best_bpc:.3f} at step {state.best_step}, is kept "
+            n = state.since_best
+            print(f"longmem: stopped early at step {state.step}: {n} evaluation{'s' if n != 1 else ''} without a "
+                  f"new best (the best, {t.eval_split} bpc {state.best_bpc:.3f} at step {state.best_step}, is kept "
                   "in the checkpoint as best/); to go on, resume with a larger --early-stop", file=sys.stderr)
         return state
 
