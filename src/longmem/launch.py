@@ -56,10 +56,9 @@ def _plan(cfg: RunConfig, corpus, splits: dict, params: dict, streams) -> None:
     t, m = cfg.train, cfg.model
     net = NETS[m.model]
     held = f"validation {len(splits['val']):,}, test {len(splits['test']):,}"
-    train = "endless generated episodes" if corpus.probe else f"{len(splits['train']):,}"
+    train = "endless generated episodes" if streams.ENDLESS else f"{len(splits['train']):,}"
     options = [f"dropout {m.dropout:g}"] + [f"{name.replace('_', ' ')} {getattr(m, name):g}"
                                            for name in sorted(getattr(net, "OPTIONS", ()))]
-    step = t.batch * t.seq
     goal = f"{t.minutes:g} minutes" if t.steps is None else f"{t.steps:,} steps, {t.chars(t.steps):,} characters"
     if t.steps is not None and t.minutes is not None:
         goal = f"{t.minutes:g} minutes or {goal}, whichever comes first"
@@ -68,7 +67,8 @@ def _plan(cfg: RunConfig, corpus, splits: dict, params: dict, streams) -> None:
     for line in (f"text: {len(corpus.vocab)} symbols; characters: train {train}, {held}",
                  f"model: {m.model}, {m.layers} x {m.hidden}, {checkpoint.count(params):,} parameters; "
                  + ", ".join(options),
-                 f"steps: windows of {t.seq} in {t.batch} streams ({step:,} characters a step); goal {goal}"):
+                 f"steps: windows of {t.seq} in {t.batch} streams ({streams.chars_per_window:,} characters "
+                 f"a step); goal {goal}"):
         print(f"longmem: {line}", file=sys.stderr)
 
 
