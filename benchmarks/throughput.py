@@ -54,7 +54,7 @@ import time
 
 import numpy as np
 
-from longmem import config, engine
+from longmem import config, dropout, engine
 from longmem.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from longmem.nets import NETS
 from longmem.step import Trainer
@@ -109,8 +109,8 @@ def serve(kind: str, H: int, B: int, T: int, device: str, backend: str, spec: st
         step, info = torch_step(H, B, T, "cuda" if device == "gpu" else "cpu")
     else:
         mode = engine.configure(backend, device)
-        defaults = ModelConfig()  # the dropouts `longmem train` uses unless told otherwise
-        dropouts = (defaults.dropout, defaults.weight_drop) if kind == "longmem-dropout" else ()
+        most = dropout.AUTO[-1][1]  # the dropouts `longmem train` chooses for a text read many times
+        dropouts = (most, most) if kind == "longmem-dropout" else ()
         step, info = longmem_step(H, B, T, mode, *dropouts)
     print(info, flush=True)
     for line in sys.stdin:
@@ -253,7 +253,7 @@ def torch_train(steps: int, H: int, B: int, T: int, dropout: float, weight_drop:
 def end_to_end(H: int, rounds: int, short: int, long: int) -> dict[str, float]:
     """Median training chars/s of `longmem train` and of the PyTorch trainer."""
     quiet = ["--eval-every", "100000", "--sample-every", "0", "--checkpoint-every-steps", "100000",
-             "--checkpoint-every-seconds", "100000"]
+             "--checkpoint-every-seconds", "100000", "--dropout", "0.3", "--weight-drop", "0.3"]  # as the peer
 
     def seconds(program: str, steps: int) -> float:
         with tempfile.TemporaryDirectory() as tmp:

@@ -336,7 +336,7 @@ def test_learning_rate_decay_and_timing_fields(tmp_path, small_text, capsys):
 
 
 def test_plateaus_lower_the_learning_rate_and_the_best_parameters_are_kept(tmp_path, small_text, capsys):
-    flags = ["--lr", 0.3, "--lr-plateau", 0.5, "--weight-drop", 0, *TINY, "--eval-every", 4]
+    flags = ["--lr", 0.3, "--lr-plateau", 0.5, "--dropout", 0.3, "--weight-drop", 0, *TINY, "--eval-every", 4]
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert run_cli(capsys, "train", "--text", small_text, "--run-dir", whole, "--steps", 28, *flags)[0] == 0
     lines = [m for m in metrics(whole) if "val_bpc" in m]
@@ -374,7 +374,7 @@ def test_plateaus_lower_the_learning_rate_and_the_best_parameters_are_kept(tmp_p
 
 def test_early_stop_ends_a_run_that_stopped_improving_and_says_what_it_will_do(tmp_path, small_text, capsys):
     run_dir = tmp_path / "run"
-    flags = ["--lr", 0.3, "--weight-drop", 0, *TINY, "--eval-every", 4]
+    flags = ["--lr", 0.3, "--dropout", 0.3, "--weight-drop", 0, *TINY, "--eval-every", 4]
     code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 40,
                            "--early-stop", 1, *flags)
     assert code == 0, err
@@ -396,6 +396,37 @@ def test_early_stop_ends_a_run_that_stopped_improving_and_says_what_it_will_do(t
     code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--early-stop", 100)
     assert code == 0, err
     assert digest(capsys, run_dir)["step"] == 40
+
+
+def test_auto_dropout_follows_the_goal_and_given_values_win(tmp_path, small_text, capsys):
+    """Left to itself a run chooses its drop probabilities by the passes its goal makes, says so,
+    records them in config.json and in every metrics line, and chooses again when resumed with
+    a larger goal; a value given on the command line is used as it is."""
+    run_dir = tmp_path / "run"
+    flags = [*TINY, "--sample-every", 0, "--batch", 32]  # a pass of the small text is about 24 steps
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 20, *flags)
+    assert code == 0, err
+    windows = json.loads((run_dir / "config.json").read_text())["split"]["train"][1] // 32 // 8
+    assert "dropout auto, weight drop auto" in err
+    assert re.search(r"at step 0, dropout 0, weight drop 0 \(auto: about 0\.\d passes over the training split", err)
+    auto = json.loads((run_dir / "config.json").read_text())["auto"]
+    assert auto["step"] == 0 and auto["dropout"] == auto["weight_drop"] == 0
+    assert auto["expected_passes"] == pytest.approx(20 / windows)
+    assert {(m["dropout"], m["weight_drop"]) for m in metrics(run_dir)} == {(0, 0)}
+    # Resumed to about 8 passes: 0.1 from the step it was resumed at.
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", 8 * windows)
+    assert code == 0, err
+    assert "at step 20, dropout 0.1, weight drop 0.1 (auto: about 8.0 passes" in err
+    assert json.loads((run_dir / "config.json").read_text())["auto"]["step"] == 20
+    assert {(m["step"] > 20, m["dropout"]) for m in metrics(run_dir)} == {(False, 0), (True, 0.1)}
+    # Given values win, and nothing is chosen.
+    given = tmp_path / "given"
+    code, _, err = run_cli(capsys, "train", "--text", small_text, "--run-dir", given, "--steps", 20, *flags,
+                           "--dropout", 0.25, "--weight-drop", 0)
+    assert code == 0, err
+    assert "dropout 0.25, weight drop 0\n" in err and "(auto" not in err
+    assert "auto" not in json.loads((given / "config.json").read_text())
+    assert not any("dropout" in m for m in metrics(given))
 
 
 def test_a_run_without_a_best_says_so(tmp_path, small_text, capsys):

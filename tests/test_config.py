@@ -47,7 +47,7 @@ def test_runs_saved_before_a_default_changed_keep_what_they_trained_with():
     del saved["model"]["weight_drop"], saved["optim"]["lr_plateau"]
     old = RunConfig.from_dict(saved)
     assert old.model.weight_drop == 0.0 and old.optim.lr_plateau == 1.0
-    assert RunConfig().model.weight_drop == 0.3 and RunConfig().optim.lr_plateau == 0.5
+    assert RunConfig().model.weight_drop is None and RunConfig().optim.lr_plateau == 0.5  # None: auto
 
 
 def test_weight_drop_is_the_lstm_s(tmp_path):

@@ -1,5 +1,7 @@
 """Dropout masks drawn inside the compiled step: against NumPy, on every backend."""
 
+import types
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -7,6 +9,7 @@ import pytest
 
 from longmem import dropout, engine
 from longmem.config import ModelConfig, RunConfig, TrainConfig
+from longmem.loop import TrainState, expected_passes
 from longmem.nets import lstm
 from longmem.step import Trainer
 from reference import lstm_forward, mean_nll
@@ -41,10 +44,11 @@ def test_masks_keep_the_right_share_and_differ_by_step_mask_and_seed():
 @pytest.mark.parametrize("mode", ["JAX", "CVM", "NUMBA"])
 def test_compiled_masks_equal_numpy_on_every_backend(mode):
     engine.configure("jax", "cpu")
-    step = pt.scalar("step", dtype="uint32")
-    fn = pytensor.function([step], dropout.keep_graph((3, 4, 50), 0.25, 9, step, 2), mode=mode)
-    for s in (0, 1, 2**31 + 7):
-        np.testing.assert_array_equal(np.asarray(fn(np.uint32(s))), dropout.keep_numpy((3, 4, 50), 0.25, 9, s, 2))
+    step, below = pt.scalar("step", dtype="uint32"), pt.scalar("below", dtype="uint32")
+    fn = pytensor.function([step, below], dropout.keep_graph((3, 4, 50), below, 9, step, 2), mode=mode)
+    for s, p in ((0, 0.25), (1, 0.25), (2**31 + 7, 0.25), (1, 0.6), (1, 0.0)):
+        np.testing.assert_array_equal(np.asarray(fn(np.uint32(s), dropout.threshold(p))),
+                                      dropout.keep_numpy((3, 4, 50), p, 9, s, 2))
 
 
 def test_training_step_applies_the_masks_of_its_step_number(rng):
@@ -57,13 +61,14 @@ def test_training_step_applies_the_masks_of_its_step_number(rng):
     x = rng.integers(0, V, (T, B)).astype(np.int32)
     y = rng.integers(0, V, (T, B)).astype(np.int32)
     h0 = rng.normal(0, 0.3, (2, B, H)).astype(np.float32)
-    for step in (0, 41):
+    # The probability is an input of the step: the configured one, then another given to the same step.
+    for step, q in ((0, p), (41, p), (41, 0.15)):
         trainer = Trainer(cfg, params, "JAX")
-        _, _, loss, *_ = trainer.step_fn(x, y, h0, h0, np.float32(0.01), np.uint32(step))
-        masks = [dropout.keep_numpy((T, B, H), p, 3, step, i) / (1 - p) for i in range(2)]
+        _, values = trainer.step(x, y, {"h": h0, "c": h0}, step, 0.01, {"dropout": q, "weight_drop": 0.0})
+        masks = [dropout.keep_numpy((T, B, H), q, 3, step, i) / (1 - q) for i in range(2)]
         logits, _, _ = lstm_forward(params, x, h0, h0, masks)
-        assert float(loss) == pytest.approx(mean_nll(logits, y), rel=1e-5)
-        assert float(loss) != pytest.approx(mean_nll(lstm_forward(params, x, h0, h0)[0], y), rel=1e-2)
+        assert float(values["loss"]) == pytest.approx(mean_nll(logits, y), rel=1e-5)
+        assert float(values["loss"]) != pytest.approx(mean_nll(lstm_forward(params, x, h0, h0)[0], y), rel=1e-3)
 
 
 def test_weight_drop_masks_the_recurrent_weights_of_its_step(rng):
@@ -78,9 +83,28 @@ def test_weight_drop_masks_the_recurrent_weights_of_its_step(rng):
     h0 = rng.normal(0, 0.3, (2, B, H)).astype(np.float32)
     trainer = Trainer(cfg, params, "JAX")
     for step in (0, 9):
-        _, _, loss, *_ = trainer.step_fn(x, y, h0, h0, np.float32(0.0), np.uint32(step))
+        _, _, loss, *_ = trainer.step_fn(x, y, h0, h0, np.float32(0.0), np.uint32(step), dropout.threshold(p),
+                                         dropout.scale(p))
         dropped = dict(params)
         for i in range(2):
             dropped[f"lstm.{i}.Wh"] = params[f"lstm.{i}.Wh"] * dropout.keep_numpy((H, 4 * H), p, 3, step, i) / (1 - p)
         assert float(loss) == pytest.approx(mean_nll(lstm_forward(dropped, x, h0, h0)[0], y), rel=1e-5)
         assert float(loss) != pytest.approx(mean_nll(lstm_forward(params, x, h0, h0)[0], y), rel=1e-3)
+
+
+def test_auto_chooses_by_the_passes_the_run_is_expected_to_make():
+    """None up to 4 passes, then 0.1, 0.2 and 0.3 above 64; the passes come from --steps, from
+    --minutes at the speed of the steps timed so far, the fewer of the two, and endless text
+    is never passed over twice."""
+    assert [dropout.auto_level(n) for n in (0.5, 4, 4.5, 16, 20, 64, 111)] == [0, 0, 1, 1, 2, 2, 3]
+    cfg = ModelConfig(dropout=None, weight_drop=0.05)
+    assert dropout.auto(cfg) == ["dropout"]
+    assert dropout.rates(cfg, 2) == {"dropout": 0.2, "weight_drop": 0.05}  # what is given wins
+    streams = types.SimpleNamespace(ENDLESS=False, windows=50)
+    state = TrainState(step=100, elapsed=60.0, timed_steps=99, train_seconds=9.9)  # 10 steps a second
+    assert expected_passes(TrainConfig(steps=1000), streams, TrainState()) == 20
+    assert expected_passes(TrainConfig(minutes=2), streams, TrainState()) is None  # no speed yet
+    assert expected_passes(TrainConfig(minutes=2), streams, state) == pytest.approx((100 + 60 * 10) / 50)
+    assert expected_passes(TrainConfig(minutes=2, steps=300), streams, state) == 6
+    endless = types.SimpleNamespace(ENDLESS=True, windows=50)
+    assert expected_passes(TrainConfig(minutes=2), endless, TrainState()) == 0

@@ -42,7 +42,7 @@ def run_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("graph")
     assert main(["train", "--text", str(write_small_text(folder)), "--run-dir", str(folder / "run"), "--steps", "2",
-                 *TINY]) == 0
+                 *TINY, "--dropout", "0.3", "--weight-drop", "0.3"]) == 0
     return folder / "run"
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import TINY, digest, finish, killed_equals_whole, last_step, metrics, run_cli, spawn, wait_for
+from helpers import KILL_FLAGS, TINY, digest, finish, killed_equals_whole, last_step, metrics, run_cli, spawn, wait_for
 from longmem import checkpoint, track
 
 HERE = Path(__file__).parent
 STEPS = 200
-FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, "--track", "out.b", "lstm.0.f", "--track-every", 3, *TINY]
+FLAGS = ["--steps", STEPS, "--checkpoint-every-steps", 7, "--track", "out.b", "lstm.0.f", "--track-every", 3, *TINY,
+         "--dropout", 0.3, "--weight-drop", 0.3]  # masks in every step
 
 
 @pytest.fixture
@@ -197,3 +198,10 @@ def test_a_killed_caesar_run_resumes_exactly(tmp_path, capsys):
     resumed with `longmem train --resume`, it ends as the uninterrupted run."""
     flags = ["--passes", 8, "--letters", 2000, "--track", "hidden.W[3]", "--track-every", 2]
     killed_equals_whole(capsys, tmp_path, "caesar", flags, kills=2, gap=(62, 150))
+
+
+def test_a_killed_run_goes_on_with_the_dropout_it_chose(tmp_path, small_text, capsys):
+    """A run that chose its drop probabilities (about 8 passes: 0.1) resumes with them exactly."""
+    flags = ["--text", small_text, *TINY, "--batch", 32, "--sample-every", 0, *KILL_FLAGS[2:], "--steps", 200]
+    whole = killed_equals_whole(capsys, tmp_path, "train", flags, kills=2)
+    assert {(m["dropout"], m["weight_drop"]) for m in metrics(whole)} == {(0.1, 0.1)}

@@ -65,10 +65,14 @@ class ModelConfig:
         "weights start uniform in [-s, s]; a large scale (e.g. 0.5) reproduces "
         "the original's 'always the same letter' bug",
     )
-    dropout: float = opt(0.3, "dropout on each layer's output, before the next layer and the softmax")
-    weight_drop: float = opt(
-        0.3, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
-        "dropped with this probability, one mask per training step (other models: none)", per_net=0.0)
+    dropout: float | None = opt(
+        None, "dropout on each layer's output, before the next layer and the softmax (default: auto, "
+        "by the passes over the training split the run is expected to make: 0 up to 4, 0.1 up to 16, 0.2 "
+        "up to 64, then 0.3; with --minutes, estimated from the speed of the steps as the run goes)")
+    weight_drop: float | None = opt(
+        None, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
+        "dropped with this probability, one mask per training step (default: auto, as --dropout; other "
+        "models: none)", per_net=0.0)
     heads: int | None = opt(None, "transformer: attention heads, each of --hidden / heads units (an even number, "
                             "for the rotary positions); mlstm: matrix memories, each --hidden / heads square; "
                             "slstm: groups of cells connected to each other (default 4)", per_net=None, net_default=4)
@@ -350,6 +354,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         if "net_default" in f.metadata and getattr(cfg.model, f.name) is None and f not in _off_for(cfg.model.model):
             setattr(cfg.model, f.name, f.metadata["net_default"])
     for f in _off_for(cfg.model.model):
+        if getattr(cfg.model, f.name) is None:  # not given: off
+            setattr(cfg.model, f.name, f.metadata["per_net"])
         if getattr(cfg.model, f.name) != f.metadata["per_net"]:
             readers = [name for name, net in _nets().items() if f.name in getattr(net, "OPTIONS", ())]
             raise UserError(f"--{f.name.replace('_', '-')} is for --model {', '.join(readers)}, "

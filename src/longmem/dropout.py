@@ -7,9 +7,17 @@ there is no generator state to checkpoint (the step is the counter), and the
 same integer arithmetic gives the same bits on every backend and device
 count. Every function here works on NumPy uint32 arrays and PyTensor uint32
 tensors alike, so the tests check the compiled masks against NumPy.
+
+The probabilities are inputs of the step, not constants of its graph, so that
+they can change while a run goes: by default (`--dropout` and `--weight-drop`
+not given) they follow the number of passes over the training split the run
+is expected to make (AUTO).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import numpy as np
 
@@ -49,30 +57,67 @@ def threshold(p: float) -> np.uint32:
     return np.uint32(min(round(p * 2**32), 2**32 - 1))
 
 
-def _keep(i, p: float, seed: int, step, number: int):
-    """Whether units numbered i (uint32) are kept."""
+def scale(p: float) -> np.float32:
+    """What a kept unit is multiplied by (inverted dropout)."""
+    return np.float32(1 / (1 - p))
+
+
+def _keep(i, below, seed: int, step, number: int):
+    """Whether units numbered i (uint32) are kept, `below` being the threshold."""
     k1, k2 = keys(seed, step, number)
-    return hash32(_low(hash32(i ^ k1) + k2)) >= threshold(p)
+    return hash32(_low(hash32(i ^ k1) + k2)) >= below
 
 
 def keep_numpy(shape: tuple, p: float, seed: int, step: int, number: int) -> np.ndarray:
     """The mask the compiled step draws, computed with NumPy (bool, `shape`)."""
     i = np.arange(int(np.prod(shape)), dtype=np.uint32)
-    return _keep(i, p, seed, np.full(1, step, np.uint32), number).reshape(shape)
+    return _keep(i, threshold(p), seed, np.full(1, step, np.uint32), number).reshape(shape)
 
 
-def keep_graph(shape: tuple, p: float, seed: int, step, number: int):
-    """The same mask as a PyTensor expression of the uint32 scalar `step`."""
+def keep_graph(shape: tuple, below, seed: int, step, number: int):
+    """The same mask as a PyTensor expression of the uint32 scalars `step` and `below`
+    (the threshold of the probability, an input of the step)."""
     import pytensor.tensor as pt
 
     i = pt.arange(int(np.prod(shape)), dtype="uint32")
-    return _keep(i, p, seed, step, number).reshape(shape)
+    return _keep(i, below, seed, step, number).reshape(shape)
 
 
-def multipliers(noise: dict, seed: int, step) -> dict:
-    """Inverted dropout for each mask `noise` names (name -> (shape, p)): 0 for a
-    dropped unit, 1 / (1 - p) for a kept one, as expressions of `step`."""
+def multipliers(noise: dict, seed: int, step, rates: dict) -> dict:
+    """Inverted dropout for each mask `noise` names (name -> (shape, option)): 0 for a
+    dropped unit, 1 / (1 - p) for a kept one, as expressions of `step` and of `rates`,
+    which maps each option to two scalars: threshold(p) and scale(p)."""
     return {
-        name: keep_graph(shape, p, seed, step, number) * np.float32(1 / (1 - p))
-        for number, (name, (shape, p)) in enumerate(noise.items())
+        name: keep_graph(shape, rates[option][0], seed, step, number) * rates[option][1]
+        for number, (name, (shape, option)) in enumerate(noise.items())
     }
+
+
+# The ModelConfig fields that are drop probabilities (None: chosen by AUTO).
+OPTIONS = ("dropout", "weight_drop")
+
+# Their value for a run expected to pass over its training split at most N times:
+# none for a run that sees its text a few times, where regularisation only slows
+# learning, up to the values tuned on a book read a hundred times. Chosen on the
+# grid of benchmarks/defaults.py (texts and budgets, docs/performance.md).
+AUTO = ((4.0, 0.0), (16.0, 0.1), (64.0, 0.2), (math.inf, 0.3))
+
+
+def auto_level(passes: float) -> int:
+    """The row of AUTO for a run expected to make `passes` passes."""
+    return next(k for k, (most, _) in enumerate(AUTO) if passes <= most)
+
+
+def auto(cfg) -> list[str]:
+    """The options of ModelConfig `cfg` left to AUTO."""
+    return [o for o in OPTIONS if getattr(cfg, o) is None]
+
+
+def rates(cfg, level: int) -> dict[str, float]:
+    """Each option's probability: as given, or AUTO's at `level`."""
+    return {o: AUTO[level][1] if getattr(cfg, o) is None else getattr(cfg, o) for o in OPTIONS}
+
+
+def resolved(cfg, level: int):
+    """ModelConfig `cfg` with AUTO's probabilities at `level` in place of those left to it."""
+    return dataclasses.replace(cfg, **rates(cfg, level))

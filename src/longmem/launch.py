@@ -57,8 +57,8 @@ def _plan(cfg: RunConfig, corpus, splits: dict, params: dict, streams) -> None:
     net = NETS[m.model]
     held = f"validation {len(splits['val']):,}, test {len(splits['test']):,}"
     train = "endless generated episodes" if streams.ENDLESS else f"{len(splits['train']):,}"
-    options = [f"dropout {m.dropout:g}"] + [f"{name.replace('_', ' ')} {getattr(m, name):g}"
-                                           for name in sorted(getattr(net, "OPTIONS", ()))]
+    options = [f"{name.replace('_', ' ')} " + ("auto" if getattr(m, name) is None else f"{getattr(m, name):g}")
+               for name in ["dropout", *sorted(getattr(net, "OPTIONS", ()))]]
     goal = f"{t.minutes:g} minutes" if t.steps is None else f"{t.steps:,} steps, {t.chars(t.steps):,} characters"
     if t.steps is not None and t.minutes is not None:
         goal = f"{t.minutes:g} minutes or {goal}, whichever comes first"

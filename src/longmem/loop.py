@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from longmem import checkpoint, engine, track
+from longmem import checkpoint, dropout, engine, track
 from longmem.batches import Cursor, Streams
 from longmem.config import OptimConfig, RunConfig
 from longmem.corpus import Vocab
@@ -49,6 +49,7 @@ class TrainState:
     stale: int = 0  # evaluations on schedule since that one, or since the rate was last cut
     since_best: int = 0  # evaluations on schedule since that one (--early-stop)
     lr_scale: float = 1.0  # the learning rate's factor from plateaus (--lr-plateau)
+    auto_level: int | None = None  # the row of dropout.AUTO in force (None: not chosen yet, 0's values)
 
     def to_meta(self) -> dict:
         return asdict(self)
@@ -93,6 +94,19 @@ def summary(snap, info: dict) -> dict:
 def passes(n: float) -> str:
     """`n` passes over a text, as a few digits say it."""
     return f"{n:.1f} passes" if n >= 1 else f"{n:.2g} of a pass"
+
+
+def expected_passes(t, streams: Streams, state: TrainState) -> float | None:
+    """The passes over the training split a run with TrainConfig `t` will have made when it
+    reaches its goal: from --steps, and from --minutes at the speed of its steps so far
+    (None while that is all there is and no step has been timed); 0 for endless text."""
+    if streams.ENDLESS:
+        return 0.0
+    goals = [] if t.steps is None else [t.steps]
+    if t.minutes is not None and state.timed_steps:
+        left = max(0.0, t.minutes * 60 - state.elapsed)
+        goals.append(state.step + left * state.timed_steps / max(state.train_seconds, 1e-9))
+    return min(goals) / streams.windows if goals else None
 
 
 def learning_rate(o: OptimConfig, state: TrainState) -> float:
@@ -158,6 +172,8 @@ class Loop:
         self.goal = cfg.train.steps
         self.pace = Pace()
         self.said_passes = False
+        self.auto = [o for o in dropout.auto(cfg.model) if o in trainer.options]  # probabilities left to AUTO
+        self.chose_at_speed = False  # whether this process has chosen them from a measured speed
 
     def run(self, state: TrainState, carried: dict[str, np.ndarray], best: dict | None = None) -> TrainState:
         """Train until the goal (steps or minutes) or a stop signal; checkpoint at the end.
@@ -173,12 +189,13 @@ class Loop:
         last_save, saved = time.monotonic(), None
         self.progress = Progress(self.goal, state.step)
         with StopFlag() as stop, self.progress, contextlib.closing(self.tracks):
+            self.choose_rates(state)
             done, stopped, _ = self.decide(state, stop, False)
             while not (done or stopped):
                 x, y = self.streams.at(state.cursor)
                 lr = learning_rate(trainer.cfg.optim, state)
                 started = time.monotonic()
-                carried, values = trainer.step(x, y, carried, state.step, lr)
+                carried, values = trainer.step(x, y, carried, state.step, lr, self.rates(state))
                 loss = float(values["loss"])  # waits for the step to finish
                 self.check_finite(state, loss, float(values["grad_norm"]), float(values["update_norm"]))
                 now = time.monotonic()
@@ -238,6 +255,8 @@ class Loop:
         evaluation = self.evaluate(state, scheduled) if scheduled or final else None
         if state.step % t.log_every == 0 or scheduled or final:
             self.log(state, lr, grad_norm, evaluation)
+            if self.auto and (scheduled or not self.chose_at_speed):
+                self.choose_rates(state)
         if t.sample_every and state.step % t.sample_every == 0:
             self.write_sample(state)
 
@@ -280,6 +299,7 @@ class Loop:
         if self.trainer.net.BITS:
             record["bpc"] = loss / math.log(2)
         record |= {"lr": lr, "grad_norm": grad_norm} | (evaluation or {})
+        record |= {o: p for o, p in self.rates(state).items() if o in self.auto}
         if self.pace.steps:
             record["chars_per_s"] = self.pace.steps * self.streams.chars_per_window / max(self.pace.seconds, 1e-9)
         self.update_elapsed(state)
@@ -293,7 +313,7 @@ class Loop:
         shown = {"loss": f"{loss:.3f}"} | ({"bpc": f"{record['bpc']:.3f}"} if "bpc" in record else {})
         if "chars_per_s" in record:
             shown["chars/s"] = f"{record['chars_per_s']:.0f}"
-            self.say_passes(record["chars_per_s"])
+            self.say_passes(state, record["chars_per_s"])
         split = t.eval_split
         if f"{split}_bpc" in record:
             shown[split] = f"{record[f'{split}_bpc']:.3f}"
@@ -304,16 +324,42 @@ class Loop:
             shown["left"] = f"{left / 60:.1f}min"
         self.progress.show(state.step, shown)
 
-    def say_passes(self, chars_per_s: float) -> None:
+    def say_passes(self, state: TrainState, chars_per_s: float) -> None:
         """Once in a process, for a run that trains for some minutes: how many passes over
         the training split that will be, at the first speed measured."""
         t = self.cfg.train
         if self.said_passes or t.minutes is None or self.streams.ENDLESS:
             return
         self.said_passes = True
-        chars = (t.minutes * 60 - self.clock.elapsed) * chars_per_s
-        self.progress.say(f"longmem: at {chars_per_s:,.0f} characters a second, the {t.minutes:g} minutes are "
-                          f"about {passes(chars / self.streams.chars_per_pass)} over the training split")
+        self.progress.say(f"longmem: at {chars_per_s:,.0f} characters a second, the run will make about "
+                          f"{passes(expected_passes(t, self.streams, state))} over the training split")
+
+    def rates(self, state: TrainState) -> dict[str, float]:
+        """The drop probabilities of the next step: as configured, or AUTO's at the level chosen."""
+        return dropout.rates(self.cfg.model, state.auto_level or 0)
+
+    def choose_rates(self, state: TrainState) -> None:
+        """Choose the probabilities left to AUTO for the passes the run is expected to make
+        (before its first step, then at every evaluation on schedule, and once this process
+        has timed its steps): the level is kept in the state, so that a resumed run goes on
+        with it, and config.json says what was chosen and why."""
+        passes = expected_passes(self.cfg.train, self.streams, state)
+        if not self.auto or passes is None:
+            return
+        self.chose_at_speed = self.chose_at_speed or state.timed_steps > 0
+        (level,) = engine.agree([dropout.auto_level(passes)])  # the same masks in every process
+        if level == state.auto_level:
+            return
+        state.auto_level = level
+        rates = self.rates(state)
+        chosen = ", ".join(f"{o.replace('_', ' ')} {rates[o]:g}" for o in self.auto)
+        why = "endless generated text, no pass repeats it" if self.streams.ENDLESS else \
+            f"about {passes:.1f} passes over the training split expected"
+        info = self.run_dir.read_config()
+        info["auto"] = {"step": state.step, "expected_passes": passes, **{o: rates[o] for o in self.auto},
+                        "why": f"auto: {why}"}
+        self.run_dir.write_config(info)
+        self.progress.say(f"longmem: at step {state.step}, {chosen} (auto: {why})")
 
     def evaluate(self, state: TrainState, scheduled: bool) -> dict | None:
         """Bits per character and accuracy on the held-out split (--eval-split, at most

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import checkpoint, lock
+from longmem import checkpoint, dropout, lock
 from longmem.config import FORMAT, RunConfig
 from longmem.corpus import Corpus, Vocab, for_run, parts
 from longmem.errors import UserError
@@ -255,6 +255,11 @@ class Snapshot:
     path: Path
     best: dict[str, np.ndarray]  # the parameters of the best evaluation (none before one)
     step: int  # the training step that `params` are from
+
+    def model(self):
+        """The run's ModelConfig as it trained at this checkpoint: the drop probabilities left
+        to AUTO are those chosen then."""
+        return dropout.resolved(self.config.model, self.meta["state"].get("auto_level") or 0)
 
 
 def load(run: RunDir, best: bool = False) -> Snapshot:

@@ -29,11 +29,13 @@ def streams_mesh(t):
 class Trainer:
     """The network's shared variables and its compiled training step.
 
-    step_fn(x, y, *state, lr, step, *scheduled) -> (*new state, *tracked values),
+    step_fn(x, y, *state, lr, step, *rates, *scheduled) -> (*new state, *tracked values),
     with the state in the order of the model's init_state, `step` the training
-    step's number (uint32, the counter of its dropout masks), the scheduled
-    values in the order of its schedule and the tracked values those named in
-    `self.tracked` (the defaults first).
+    step's number (uint32, the counter of its dropout masks), `rates` two scalars
+    for each drop probability its masks use (`self.options`: the threshold and the
+    scale of dropout.py), the scheduled values in the order of its schedule and the
+    tracked values those named in `self.tracked` (the defaults first). A probability
+    left to AUTO (None) has its masks compiled even while it is 0, since it may change.
     """
 
     def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray], mode: str):
@@ -44,6 +46,7 @@ class Trainer:
         self.predictor = Predictor(self.params, cfg.model, mode)
         self.tracked = track.names([*track.DEFAULTS, *(cfg.train.track or [])])
         self.noise = self.net.noise(cfg.model, cfg.train.seq, cfg.train.batch)
+        self.options = sorted({option for _, option in self.noise.values()})
         self.step_fn, self.optim_state = self._compile_step()
         self.compile_seconds = time.monotonic() - started
 
@@ -55,7 +58,9 @@ class Trainer:
         lr = pt.scalar("lr", dtype="float32")
         counter = pt.scalar("step", dtype="uint32")
         schedule = {name: pt.scalar(name, dtype="float32") for name in self.net.schedule(self.cfg.model, 0)}
-        masks = dropout.multipliers(self.noise, t.seed, counter)
+        rates = {o: (pt.scalar(f"{o}.threshold", dtype="uint32"), pt.scalar(f"{o}.scale", dtype="float32"))
+                 for o in self.options}
+        masks = dropout.multipliers(self.noise, t.seed, counter, rates)
         fw = self.net.forward(self.params, x, state, masks, schedule)
         loss = self.net.loss(fw, self.net.target(x, y))
         step = optim.minimize(loss + sum(fw.losses.values()), self.params, lr, self.cfg.optim)
@@ -72,7 +77,7 @@ class Trainer:
         # The streams of x, y and the state are split over the devices (axis 1 of each).
         mode = engine.step_mode(self.mode, mesh, split_inputs=2 + len(state), split_outputs=len(state))
         fn = engine.compile_function(
-            [x, y, *state.values(), lr, counter, *schedule.values()],
+            [x, y, *state.values(), lr, counter, *(v for pair in rates.values() for v in pair), *schedule.values()],
             [*fw.state.values(), *tracked.values()],
             mode, step.updates, "train_step",
             unused_ok=True,  # the step's number draws no masks without dropout; caesar's target ignores y
@@ -81,11 +86,14 @@ class Trainer:
         fn.trust_input = True
         return fn, step.state
 
-    def step(self, x, y, state: dict, step: int, lr: float) -> tuple[dict, dict]:
-        """Training step number `step` (from 0) at learning rate `lr`: the new state and the
-        tracked values by name."""
+    def step(self, x, y, state: dict, step: int, lr: float, rates: dict | None = None) -> tuple[dict, dict]:
+        """Training step number `step` (from 0) at learning rate `lr`, with the drop
+        probabilities `rates` (option -> p; default: the configuration's, 0 for those
+        left to AUTO): the new state and the tracked values by name."""
+        rates = rates or dropout.rates(self.cfg.model, 0)
         scheduled = [np.float32(v) for v in self.net.schedule(self.cfg.model, step).values()]
-        out = self.step_fn(x, y, *state.values(), np.float32(lr), np.uint32(step), *scheduled)
+        given = [v for o in self.options for v in (dropout.threshold(rates[o]), dropout.scale(rates[o]))]
+        out = self.step_fn(x, y, *state.values(), np.float32(lr), np.uint32(step), *given, *scheduled)
         return dict(zip(state, out[: len(state)])), dict(zip(self.tracked, out[len(state) :]))
 
     def values(self) -> dict[str, np.ndarray]:

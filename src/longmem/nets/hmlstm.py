@@ -67,9 +67,9 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
             "z": np.zeros((cfg.layers, batch), np.float32)}
 
 
-def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
+def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, str]]:
     """Dropout on the output embedding, before the softmax."""
-    return {"out.dropout": ((T, B, cfg.hidden), cfg.dropout)} if cfg.dropout > 0 else {}
+    return {"out.dropout": ((T, B, cfg.hidden), "dropout")} if cfg.dropout != 0 else {}
 
 
 def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:

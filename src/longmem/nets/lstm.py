@@ -24,7 +24,7 @@ from pytensor.gradient import DisconnectedType
 from longmem.config import ModelConfig
 from longmem.nets import parts
 from longmem.nets.parts import BITS, EXPLODES, log_probs, project  # noqa: F401 (the protocol's)
-from longmem.nets.protocol import Diagram, Forward
+from longmem.nets.protocol import Diagram, Forward, probability
 
 # A character language model, as parts.py defines one.
 target, loss, schedule = parts.next_char, parts.cross_entropy, parts.unscheduled
@@ -147,13 +147,13 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return {"h": np.zeros(shape, np.float32), "c": np.zeros(shape, np.float32)}
 
 
-def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
-    """The dropout a training window needs: name -> (mask shape, drop probability)."""
+def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, str]]:
+    """The dropout a training window needs: name -> (mask shape, the option that is its probability)."""
     H, found = cfg.hidden, {}
-    if cfg.dropout > 0:
-        found |= {f"lstm.{i}.dropout": ((T, B, H), cfg.dropout) for i in range(cfg.layers)}
-    if cfg.weight_drop > 0:  # numbered after the outputs' masks, which keep their numbers
-        found |= {f"lstm.{i}.Wh.drop": ((H, 4 * H), cfg.weight_drop) for i in range(cfg.layers)}
+    if cfg.dropout != 0:
+        found |= {f"lstm.{i}.dropout": ((T, B, H), "dropout") for i in range(cfg.layers)}
+    if cfg.weight_drop != 0:  # numbered after the outputs' masks, which keep their numbers
+        found |= {f"lstm.{i}.Wh.drop": ((H, 4 * H), "weight_drop") for i in range(cfg.layers)}
     return found
 
 
@@ -206,11 +206,11 @@ def describe(cfg: ModelConfig) -> str:
 def diagram(cfg: ModelConfig) -> Diagram:
     d, source, label = Diagram(), "x", "embedding Wx[x] + b"
     for i in range(cfg.layers):
-        note = f"DropConnect {cfg.weight_drop:g} on Wh" if cfg.weight_drop > 0 else ""
+        note = f"DropConnect {probability(cfg.weight_drop)} on Wh" if cfg.weight_drop != 0 else ""
         h = d.lstm(f"lstm.{i}", f"layer {i}", cfg.hidden, [(source, label)], note)
         source, label = h, "Wx h + b"
-        if cfg.dropout > 0:
-            source = d.node(f"lstm.{i}.dropout", f"dropout {cfg.dropout:g}")
+        if cfg.dropout != 0:
+            source = d.node(f"lstm.{i}.dropout", f"dropout {probability(cfg.dropout)}")
             d.edge(h, source)
     d.edge(source, "logits", "out.W h + out.b")
     return d

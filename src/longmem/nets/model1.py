@@ -74,9 +74,9 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return state
 
 
-def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
+def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, str]]:
     """Dropout on stage 3's output, before the softmax."""
-    return {"stage3.dropout": ((T, B, cfg.hidden), cfg.dropout)} if cfg.dropout > 0 else {}
+    return {"stage3.dropout": ((T, B, cfg.hidden), "dropout")} if cfg.dropout != 0 else {}
 
 
 def schedule(cfg: ModelConfig, step: int) -> dict[str, float]:

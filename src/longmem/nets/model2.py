@@ -59,9 +59,9 @@ def init_state(cfg: ModelConfig, batch: int) -> dict[str, np.ndarray]:
     return {name: np.zeros((1, batch, widths[name]), np.float32) for name in STATE}
 
 
-def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, float]]:
+def noise(cfg: ModelConfig, T: int, B: int) -> dict[str, tuple[tuple, str]]:
     """Dropout on A's output, before the softmax."""
-    return {"a.dropout": ((T, B, cfg.hidden), cfg.dropout)} if cfg.dropout > 0 else {}
+    return {"a.dropout": ((T, B, cfg.hidden), "dropout")} if cfg.dropout != 0 else {}
 
 
 def _cell(z, c_prev, n):

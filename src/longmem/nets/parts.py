@@ -84,11 +84,11 @@ def residual_params(cfg, vocab_size: int, rng: np.random.Generator, mixer) -> di
     return params | {"norm": np.ones(H, np.float32), "out.W": draw(H, V), "out.b": np.zeros(V, np.float32)}
 
 
-def residual_noise(cfg, T: int, B: int) -> dict[str, tuple[tuple, float]]:
+def residual_noise(cfg, T: int, B: int) -> dict[str, tuple[tuple, str]]:
     """Dropout on the output of each block's two branches, before it is added."""
-    if cfg.dropout <= 0:
+    if cfg.dropout == 0:
         return {}
-    return {f"block.{l}.{branch}dropout": ((T, B, cfg.hidden), cfg.dropout)
+    return {f"block.{l}.{branch}dropout": ((T, B, cfg.hidden), "dropout")
             for l in range(cfg.layers) for branch in ("", "ff.")}
 
 
@@ -115,7 +115,7 @@ def residual_diagram(cfg, title: str, mixer, added: str):
     feed-forward layer and its add. `mixer(d, group, norm)` draws block `group`'s
     own part from the node `norm` and returns (its output node, the edge's label);
     `title` names a block (with {l} for its number)."""
-    from longmem.nets.protocol import Diagram
+    from longmem.nets.protocol import Diagram, probability
 
     d = Diagram()
     source = d.node("embed", "embedding embed[x]")
@@ -126,7 +126,8 @@ def residual_diagram(cfg, title: str, mixer, added: str):
         norm = d.node(f"{group}.norm", "RMSNorm", group=group)
         d.edge(source, norm)
         mixed, label = mixer(d, group, norm)
-        add = d.node(f"{group}.add", added + (f" (dropout {cfg.dropout:g})" if cfg.dropout else ""), group=group)
+        dropped = f" (dropout {probability(cfg.dropout)})" if cfg.dropout != 0 else ""
+        add = d.node(f"{group}.add", added + dropped, group=group)
         ff = d.node(f"{group}.ff", "W2 gelu(W1 RMSNorm(u) + b1) + b2", group=group)
         out = d.node(f"{group}.out", "u + feed-forward", group=group)
         d.edge(mixed, add, label)

@@ -7,10 +7,12 @@ A model module has:
     init_state(cfg, batch) -> dict[str, ndarray]
         the recurrent state a stream starts from, any number of named arrays
         whose second axis is the stream (checkpointed as `state/NAME`)
-    noise(cfg, T, B) -> dict[str, (shape, p)]
-        the dropout masks a training window needs; the compiled step draws
-        them (from the seed and the step's number, see dropout.py) and
-        passes multipliers (0, or 1 / (1 - p)) to `forward`
+    noise(cfg, T, B) -> dict[str, (shape, option)]
+        the dropout masks a training window needs, each with the ModelConfig
+        field that is its probability p (dropout, weight_drop); the compiled
+        step draws them (from the seed, the step's number and p, an input of
+        the step, see dropout.py) and passes multipliers (0, or 1 / (1 - p))
+        to `forward`
     schedule(cfg, step) -> dict[str, float]
         values that change with the training step (hmlstm's slope); the loop
         passes them to `forward` as symbolic scalars (none: plain defaults)
@@ -110,10 +112,15 @@ class Diagram:
         self.edge(h, "next state", f"{id} h, c")
         return h
 
-    def to_logits(self, source: str, dropout: float, label: str) -> None:
+    def to_logits(self, source: str, dropout: float | None, label: str) -> None:
         """The softmax layer reading `source`, through dropout when there is any."""
-        if dropout > 0:
-            dropped = self.node(f"{source}.dropout", f"dropout {dropout:g}")
+        if dropout != 0:
+            dropped = self.node(f"{source}.dropout", f"dropout {probability(dropout)}")
             self.edge(source, dropped)
             source = dropped
         self.edge(source, "logits", label)
+
+
+def probability(p: float | None) -> str:
+    """A drop probability as a diagram shows it (None: chosen by the run, see dropout.AUTO)."""
+    return "auto" if p is None else f"{p:g}"

@@ -10,7 +10,6 @@ those who want to see exactly what runs.
 from __future__ import annotations
 
 from longmem import engine
-from longmem.config import RunConfig
 from longmem.errors import UserError
 from longmem.nets import NETS
 from longmem.rundir import load
@@ -23,11 +22,13 @@ EDGES = {"": {}, "fixed": dict(style="dashed", color="#888888"),
          "recurrent": dict(style="dotted", constraint="false", color="#3b6ea8")}
 
 
-def flow_chart(cfg: RunConfig, vocab_size: int):
-    """The model's computation at the level a reader thinks in, as a graphviz.Digraph."""
+def flow_chart(snap):
+    """The computation of a run's model (at the checkpoint `snap`, a rundir.Snapshot) at the
+    level a reader thinks in, as a graphviz.Digraph."""
     graphviz = _graphviz()
+    cfg, vocab_size = snap.config, len(snap.vocab)
     net = NETS[cfg.model.model]
-    d = net.diagram(cfg.model)
+    d = net.diagram(snap.model())
     t, o = cfg.train, cfg.optim
     dot = graphviz.Digraph("longmem", graph_attr=dict(rankdir="TB", fontname="Helvetica", fontsize="11",
                                                       label=f"{cfg.model.model}: one training step",
@@ -121,7 +122,7 @@ def of_run(run, compiled: bool = False, backend: str | None = None):
     step (compiled here, on one CPU device)."""
     snap = load(run)
     if not compiled:
-        return flow_chart(snap.config, len(snap.vocab))
+        return flow_chart(snap)
     snap.config.train.device, snap.config.train.devices = "cpu", "1"
     trainer = Trainer(snap.config, snap.params, engine.configure(backend or snap.config.train.backend, "cpu"))
     return full(trainer.step_fn, f"{run.path.name}: the compiled training step")

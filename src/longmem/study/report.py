@@ -399,7 +399,7 @@ def _tracks(run: RunDir) -> str:
 
 def _graph(snap) -> str:
     try:
-        drawn = graph.svg(graph.flow_chart(snap.config, len(snap.vocab))).decode()
+        drawn = graph.svg(graph.flow_chart(snap)).decode()
     except UserError as e:
         return _section("graph", "The computation", _note(f"No flow chart: {e}"))
     return _section("graph", "The computation", drawn[drawn.index("<svg") :])
