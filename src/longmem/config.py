@@ -67,8 +67,8 @@ class ModelConfig:
     )
     dropout: float | None = opt(
         None, "dropout on each layer's output, before the next layer and the softmax (default: auto, "
-        "by the passes over the training split the run is expected to make: 0 up to 4, 0.1 up to 16, 0.2 "
-        "up to 64, then 0.3; with --minutes, estimated from the speed of the steps as the run goes)")
+        "by the passes over the training split the run is expected to make: 0 up to 2, then 0.1; with "
+        "--minutes, estimated from the speed of the steps as the run goes)")
     weight_drop: float | None = opt(
         None, "lstm: DropConnect on the recurrent weights Wh (as AWD-LSTM does): each weight is "
         "dropped with this probability, one mask per training step (default: auto, as --dropout; other "
