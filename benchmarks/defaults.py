@@ -109,7 +109,7 @@ def table(results: list[dict]) -> str:
                 continue
             bpc = found[c]["bpc"]
             worst[c] = max(worst[c], bpc - best)
-            shown = f"{bpc:.3f}" + (f" ({found[c]['dropout']:g})" if c == "auto" else "")
+            shown = f"{bpc:.3f}" + (f" ({found[c]['auto']['dropout']:g})" if c == "auto" else "")
             row.append(f"**{shown}**" if bpc == best else shown)
         lines.append(f"| {text} | {steps:,} ({minutes:g}) | {passes:.1f} | " + " | ".join(row) + " |")
     lines.append("| worst loss against a cell's best | | | " + " | ".join(
