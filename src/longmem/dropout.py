@@ -99,8 +99,9 @@ OPTIONS = ("dropout", "weight_drop")
 # Their value for a run expected to pass over its training split at most N times:
 # none for a run that sees its text about once, where regularisation only slows
 # learning (python-stdlib at 1.1 passes: 1.979 bits/char without, 2.012 with 0.1),
-# then 0.1, the best candidate of every other cell of benchmarks/defaults.py's grid
-# (5 to 112 passes over four texts, against 0, 0.2 and 0.3; docs/performance.md).
+# then 0.1, for every other cell of benchmarks/defaults.py's grid
+# (5 to 112 passes on three texts, against 0, 0.2 and 0.3: the best or within 0.006 of
+# it; docs/performance.md).
 AUTO = ((2.0, 0.0), (math.inf, 0.1))
 
 
