@@ -14,7 +14,7 @@ import pytest
 from helpers import TINY, run_cli
 from longmem import compress as lmz
 from longmem.compress import archive as lmz_format
-from longmem.compress import mixing
+from longmem.compress import format2, mixing
 from longmem.config import CompressConfig
 
 SMALL = ["--segments", 4, "--window", 8, "--hidden", 16, "--quiet"]  # tiny and quick
@@ -215,7 +215,8 @@ def test_the_context_models_help_and_can_be_left_out(tmp_path, capsys, small_tex
 def test_archives_of_format_1_decode_without_context_models(monkeypatch):
     data = b"an archive from before the context models, " * 10
     header, payload = lmz.unpack(lmz.compress(data, CompressConfig(segments=4, window=8, hidden=16, orders=[])))
-    header["settings"] = {k: v for k, v in dataclasses.asdict(header["settings"]).items() if k != "orders"}
+    header["settings"] = {k: v for k, v in dataclasses.asdict(header["settings"]).items()
+                          if k not in ("orders", "memory")}
     monkeypatch.setattr(lmz_format, "FORMAT", 1)  # pack writes the format it is given
     old = lmz.pack(header, payload)
     monkeypatch.undo()
@@ -223,10 +224,20 @@ def test_archives_of_format_1_decode_without_context_models(monkeypatch):
     assert lmz.decompress(old) == data
 
 
+def test_archives_of_format_2_decode_with_the_context_models_they_were_made_with(monkeypatch):
+    data = b"an archive from before the hashed tables, the words and the match model. " * 20
+    monkeypatch.setattr(lmz_format, "FORMAT", 2)  # compress and pack make the format they are given
+    old = lmz.compress(data, CompressConfig(segments=4, window=8, hidden=16))
+    monkeypatch.undo()
+    assert struct.unpack("<H", old[4:6])[0] == 2
+    assert old != lmz.compress(data, CompressConfig(segments=4, window=8, hidden=16))  # format 3 codes otherwise
+    assert lmz.decompress(old) == data
+
+
 @pytest.mark.parametrize("halve_at", [60_000, 7])
-def test_context_models_learn_a_pattern_and_give_distributions(monkeypatch, halve_at):
-    monkeypatch.setattr(mixing, "_HALVE_AT", halve_at)
-    m = mixing.Mixer(symbols=3, segments=2, orders=[1, 2])
+def test_format_2_context_models_learn_a_pattern_and_give_distributions(monkeypatch, halve_at):
+    monkeypatch.setattr(format2, "_HALVE_AT", halve_at)
+    m = format2.Mixer(symbols=3, segments=2, orders=[1, 2])
     uniform = np.log(np.full((2, 3), 1 / 3))
     for i, s in enumerate([0, 1, 2] * 40):
         p = m.mix(uniform)
@@ -235,3 +246,73 @@ def test_context_models_learn_a_pattern_and_give_distributions(monkeypatch, halv
     assert m.counts.max() < halve_at  # counts are halved before they overflow
     assert m.mix(uniform)[0, 0] > 0.9  # after ... 1, 2 comes 0
     assert m.weights[:, :2].sum() > m.weights[:, 2:].sum()  # the orders earn more weight than the LSTM's guess
+
+
+def bits_of(mixer: mixing.Mixer, codes: np.ndarray, noise=None) -> np.ndarray:
+    """The bits the mixer spends on each column of `codes` (T, B), learning as it goes; the
+    LSTM's part is uniform, or random guesses drawn from the generator `noise`."""
+    B, V = mixer.t.p.shape
+    out = []
+    for column in codes:
+        real = np.ones(len(column), bool)
+        guess = np.full((B, V), 1 / V) if noise is None else noise.dirichlet(np.ones(V), size=B)
+        p = mixer.mix(np.log(guess), real)
+        assert np.allclose(p.sum(axis=1), 1) and (p > 0).all()
+        out.append(-np.log2(p[np.arange(len(column)), column]))
+        mixer.update(column, real)
+    return np.array(out)
+
+
+def test_the_mixer_learns_a_pattern_and_its_counts_never_overflow():
+    m = mixing.Mixer(symbols=3, segments=2, orders=[1, 2], memory_mb=1, letters=np.zeros(3, np.int64))
+    cycle = np.array([[s, 2 - s] for s in [0, 1, 2] * 200])
+    bits = bits_of(m, cycle, noise=np.random.default_rng(0))
+    assert bits[-30:].mean() < 0.05 < 1.0 < bits[:3].mean()  # after ... 1, 2 comes 0
+    assert m.t.counts.max() <= mixing.LIMIT  # rows are halved before a uint8 overflows
+    start = mixing.START_WEIGHT * len(m.t.weights)
+    weight = m.t.weights.sum(axis=0)
+    assert weight[-1] < start < weight[1] and weight[:2].sum() > 2 * weight[-1]  # a guessing LSTM loses weight
+
+
+def test_the_match_model_codes_a_long_repeat_for_almost_nothing():
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 40, 3000)  # random: no order of counts predicts it
+    codes = np.concatenate([first, first])[:, None]
+    m = mixing.Mixer(symbols=40, segments=1, orders=[1, 2], memory_mb=2, letters=np.zeros(40, np.int64))
+    bits = bits_of(m, codes)[:, 0]
+    assert bits[:3000].mean() > 5.0  # log2 40 = 5.32
+    assert bits[3200:].mean() < 0.2  # the match model found the first copy
+
+
+def test_the_secondary_estimation_starts_close_to_the_identity():
+    rng = np.random.default_rng(1)
+    m = mixing.Mixer(symbols=5, segments=3, orders=[1], memory_mb=1, letters=np.zeros(5, np.int64))
+    p = rng.dirichlet(np.ones(5), size=3)
+    m.t.p[:] = p
+    for b in range(3):
+        mixing._refine(m.t, b, 5)
+    assert np.allclose(m.t.p.sum(axis=1), 1)
+    assert np.abs(m.t.p - p).max() < 0.01
+
+
+def test_count_tables_fit_the_memory_they_are_given_and_a_full_table_still_codes(tmp_path, capsys, small_text):
+    assert mixing.table_rows(1, 251) == 4096  # 1 MB over rows of 251 counts, a check and a priority
+    assert mixing.table_rows(320, 80) * 85 <= 320 * 2**20
+    data = small_text.read_bytes()[:4000]
+    tiny = roundtrip(tmp_path, capsys, data, "--memory", 1, name="tiny.txt")  # 4,000 rows for some 20,000 contexts
+    assert lmz.unpack(tiny.read_bytes())[0]["settings"].memory == 1
+    code, _, err = run_cli(capsys, "compress", small_text, "-o", tmp_path / "x.lmz", "--memory", 0)
+    assert code == 1 and "--memory" in err and not (tmp_path / "x.lmz").exists()
+
+
+def test_letters_are_case_folded_and_bytes_from_128_count():
+    assert list(mixing.letter_codes([65, 97, 48, 200, 32])) == [97, 97, 0, 200, 0]
+    assert list(mixing.letter_codes(["Q", "q", "é", "\n"])) == [113, 113, 233, 0]
+
+
+def test_a_fingerprint_differs_only_in_what_the_archive_recorded():
+    here = lmz_format.fingerprint()
+    older = {**here, "versions": {k: v for k, v in here["versions"].items() if k != "numba"}}  # format 2's
+    assert not lmz_format.differs(here, here) and not lmz_format.differs(older, here)
+    assert lmz_format.differs({**older, "versions": {**older["versions"], "numpy": "0.1"}}, here)
+    assert lmz_format.differs({**here, "cores": here["cores"] + 1}, here)

@@ -218,6 +218,8 @@ class CompressConfig:
     seed: int = opt(0, "seed of the initial weights")
     orders: list[int] = opt([1, 2, 3, 4, 5, 6, 8, 12], "orders of the context models mixed with the LSTM "
                             "(none: the LSTM alone)", nargs="*")
+    memory: int = opt(256, "megabytes of hashed count tables for the context models (decompressing needs "
+                      "as much)")
 
 
 @dataclass
@@ -267,6 +269,7 @@ RANGES = {
         "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every", "lr_patience",
         "letters", "passes", "hidden_b", "segments", "window")},
     "replay": (0, None, True, None),
+    "memory": (1, 65536, True, True),
     "seed": (0, None, True, None),  # numpy's generators take no negative seed
     "probe_length": (1, None, True, None),
     "early_stop": (1, None, True, None),

@@ -9,6 +9,7 @@ nothing but the archive is needed to decode.
 
     online.py   the model both sides run, and the grid of rows it codes
     mixing.py   the context models mixed with the LSTM's prediction
+    format2.py  the context models of format 2 archives, so that they still decode
     archive.py  the archive's bytes and the fingerprint of the floats
 """
 
@@ -21,7 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from longmem.compress.archive import FORMAT, MAGIC, describe, fingerprint, pack, unpack
+from longmem.compress import archive
+from longmem.compress.archive import FORMAT, MAGIC, describe, differs, fingerprint, pack, unpack
+from longmem.compress.mixing import letter_codes
 from longmem.compress.online import OnlineModel, code_grid, row_length
 from longmem.config import CompressConfig, check_compress
 from longmem.errors import UserError
@@ -55,13 +58,13 @@ def compress(data: bytes, settings: CompressConfig, base: Base | None = None, qu
     if base is None:
         table, codes = byte_symbols(data)
         symbols = {"kind": "bytes", "present": bytes(table).hex()}
-        n_symbols, params = len(table), None
+        n_symbols, params, letters = len(table), None, letter_codes(table)
     else:
         layers, hidden = lstm.sizes(base.params)
         settings = dataclasses.replace(settings, hidden=hidden, layers=layers)
         codes = _run_codes(data, base.chars)
         symbols = {"kind": "run", "digest": base.digest}
-        n_symbols, params = len(base.chars), lstm.add_symbol(base.params)
+        n_symbols, params, letters = len(base.chars), lstm.add_symbol(base.params), letter_codes(base.chars)
     coder, family = _coder("encode")
     length = len(codes)
     bits_per_tenth, counts = np.zeros(10), np.zeros(10)  # bits and symbols per tenth of the coding
@@ -82,9 +85,10 @@ def compress(data: bytes, settings: CompressConfig, base: Base | None = None, qu
             bar.set_postfix({"bits/symbol": f"{bits_per_tenth.sum() / max(1, bar.n):.3f}"}, refresh=False)
         return chosen
 
-    _run(settings, n_symbols, params, length, column, bar)
+    fmt = archive.FORMAT  # read now: a test makes archives of an earlier format
+    _run(lambda: OnlineModel(settings, n_symbols, params, letters, fmt), n_symbols, length, column, bar)
     header = {
-        "format": FORMAT, "settings": dataclasses.asdict(settings), "symbols": symbols, "length": length,
+        "format": fmt, "settings": dataclasses.asdict(settings), "symbols": symbols, "length": length,
         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "fingerprint": fingerprint(),
         "stats": {"bits": round(float(bits_per_tenth.sum()), 1),
                   "deciles": [round(float(b / c), 4) if c else None for b, c in zip(bits_per_tenth, counts)]},
@@ -103,15 +107,15 @@ def decompress(archive: bytes, base: Base | None = None, quiet: bool = True, nam
         if base.digest != symbols["digest"]:
             raise UserError(f"{name} was made from a run with parameters sha256 {symbols['digest'][:16]}...; "
                             f"--model gives {base.digest[:16]}...")
-        n_symbols, params = len(base.chars), lstm.add_symbol(base.params)
+        n_symbols, params, letters = len(base.chars), lstm.add_symbol(base.params), letter_codes(base.chars)
     elif base is not None:
         raise UserError(f"{name} was made without --model; decompress it without one")
     else:
         table = np.frombuffer(bytes.fromhex(symbols["present"]), dtype=np.uint8)
-        n_symbols, params = len(table), None
+        n_symbols, params, letters = len(table), None, letter_codes(table)
     here = fingerprint()
-    differs = header["fingerprint"] != here
-    if differs:
+    elsewhere = differs(header["fingerprint"], here)
+    if elsewhere:
         print(f"longmem: warning: {name} was made with {describe(header['fingerprint'])}, this is "
               f"{describe(here)}; if the floats differ, decoding fails", file=sys.stderr)
     decoder, family = _coder("decode", payload)
@@ -125,13 +129,14 @@ def decompress(archive: bytes, base: Base | None = None, quiet: bool = True, nam
         return grid[:, t]
 
     try:
-        _run(settings, n_symbols, params, length, column, bar)
+        _run(lambda: OnlineModel(settings, n_symbols, params, letters, header["format"]), n_symbols, length, column,
+             bar)
     except (ValueError, RuntimeError) as e:
-        raise UserError(_mismatch(name, differs, f"the decoder failed: {e}")) from None
+        raise UserError(_mismatch(name, elsewhere, f"the decoder failed: {e}")) from None
     codes = grid.reshape(-1)[:length]
     data = bytes(table[codes]) if symbols["kind"] == "bytes" else "".join(base.chars[c] for c in codes).encode()
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
-        raise UserError(_mismatch(name, differs, "the decoded data does not match its checksum"))
+        raise UserError(_mismatch(name, elsewhere, "the decoded data does not match its checksum"))
     return data
 
 
@@ -145,19 +150,20 @@ def _coder(direction: str, payload: np.ndarray | None = None):
     return constriction.stream.queue.RangeDecoder(payload), family
 
 
-def _run(settings: CompressConfig, n_symbols: int, params, length: int, column, bar) -> None:
-    """Code the grid with a fresh online model (nothing to code with one symbol or none),
-    then close the progress bar."""
+def _run(model, n_symbols: int, length: int, column, bar) -> None:
+    """Code the grid with a fresh online model, `model()` (nothing to code with one symbol
+    or none), then close the progress bar."""
     try:
         if length and n_symbols > 1:
-            code_grid(OnlineModel(settings, n_symbols, params), settings, length, column)
+            made = model()
+            code_grid(made, made.settings, length, column)
     finally:
         bar.close()
 
 
-def _mismatch(name: str, differs: bool, what: str) -> str:
+def _mismatch(name: str, elsewhere: bool, what: str) -> str:
     cause = ("most likely because this machine computes the model's floats differently (see the warning "
-             "above): decompress it where it was made") if differs else "the archive is damaged"
+             "above): decompress it where it was made") if elsewhere else "the archive is damaged"
     return f"{name}: {what}; {cause}"
 
 

@@ -23,13 +23,14 @@ from longmem.errors import UserError
 from longmem.files import machine_memory, readable_size, versions
 
 MAGIC = b"LMZ\x00"
-FORMAT = 2  # 2: context models mixed in (`orders`); format 1 archives had none
+FORMAT = 3  # 3: hashed bounded tables, word and match models (mixing.py); 2: context models (format2.py);
+# 1: the LSTM alone
 
 
 def fingerprint() -> dict:
     """What the floats depend on: backend, library versions, the CPU and how many cores
     this process may use (XLA splits its products over them, and the sums' order follows)."""
-    found = versions(("longmem", "pytensor", "jax", "jaxlib", "numpy", "constriction"), missing=None)
+    found = versions(("longmem", "pytensor", "jax", "jaxlib", "numpy", "numba", "constriction"), missing=None)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"backend": "jax-cpu", "versions": found, "machine": platform.machine(), "cpu": _cpu_flags(),
             "cores": cores}
@@ -45,12 +46,24 @@ def _cpu_flags() -> str:
     return hashlib.sha256(" ".join(sorted(flags.split(":")[-1].split())).encode()).hexdigest()[:16]
 
 
+def differs(made: dict, here: dict) -> bool:
+    """Whether this machine's fingerprint differs from the one an archive was made with, in
+    what that archive recorded (archives of format 2 and before did not record numba)."""
+    for key, value in made.items():
+        if key == "versions" and isinstance(value, dict):
+            if any(here["versions"].get(package) != version for package, version in value.items()):
+                return True
+        elif here.get(key) != value:
+            return True
+    return False
+
+
 def describe(fp: dict) -> str:
     """A fingerprint in words, for the warning that a machine differs."""
     v = fp.get("versions", {})
     return (f"{fp.get('backend')} on {fp.get('machine')} (cpu {fp.get('cpu')}, {fp.get('cores')} cores), "
             f"pytensor {v.get('pytensor')}, "
-            f"jax {v.get('jax')}, numpy {v.get('numpy')}")
+            f"jax {v.get('jax')}, numpy {v.get('numpy')}" + (f", numba {v['numba']}" if "numba" in v else ""))
 
 
 def pack(header: dict, payload: np.ndarray) -> bytes:
@@ -137,4 +150,6 @@ def check_header(header, version: int, name: str) -> CompressConfig:
         raise bad("symbols.kind: neither bytes nor run")
     if header["length"] < 0 or 8 * header["bytes"] > machine_memory():  # the grid and the output, at least
         raise bad(f"length {header['length']:,}: more than this machine's {readable_size(machine_memory())} can hold")
+    if version >= 3 and settings.memory * 2**20 > machine_memory():
+        raise bad(f"memory {settings.memory} MB: more than this machine's {readable_size(machine_memory())} can hold")
     return settings

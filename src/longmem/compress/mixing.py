@@ -1,98 +1,382 @@
-"""Online context models mixed with the LSTM's prediction, for `longmem compress`.
+"""Context models mixed with the LSTM's prediction, for `longmem compress` (archive format 3).
 
-For each order k, a table counts which symbol followed each context of the
-last k symbols seen so far in the same segment; its prediction is
-(count + ALPHA) / (total + ALPHA * V). These predictions and the LSTM's are
-mixed geometrically, as in PAQ's mixers: log p = sum_i w_i log p_i - log Z,
-with the weights learned online by gradient descent on the bits spent, one
-set of weights per number of orders whose context has been seen before (a
-model is trusted according to what it knows). Short contexts are what a
-young LSTM knows least and counts learn fastest, so the mixture gains most
-early in a file.
+The models, each a distribution over the V symbols of each segment's next symbol:
 
-Everything is NumPy float64 in a fixed order on both sides, so the encoder's
-probabilities equal the decoder's. Changing ALPHA, RATE or the hashing
-changes every archive: those need a new archive format.
+- for each order k (`orders`), counts of which symbol followed each context of the
+  last k symbols; its input is log(count + ALPHA);
+- two word models: the same counts for the word so far (letters, case folded, and
+  every byte from 128 up, so UTF-8 letters count) and for it with the word before;
+- a match model: the longest recent earlier occurrence of the last MATCH_MIN or more
+  symbols (in any segment) predicts the symbol that followed it, its input MATCH_INPUT
+  for that symbol and 0 for the others;
+- the LSTM's log-probabilities.
+
+They are mixed geometrically, as PAQ's mixers do: log p = sum_m w_m x_m - log Z. Each
+weight w_m is a sum of four learned terms, chosen by what the moment looks like: how
+many count models have seen their context, the symbol before, the match's length,
+and model m's own confidence (how often its context was seen, and how many different
+symbols followed it). Then secondary estimation (PAQ's APMs) corrects the mixture:
+it is taken as a chain of binary splits down a tree of the symbols, and each split's
+probability is mapped through two learned piecewise-linear curves, one per tree node
+and one per node and symbol before, and averaged with it (a quarter the split, three
+quarters the curves). Everything is learned online from the symbols as they are
+coded: the weights by gradient descent on the bits the final probabilities spend
+(at a rate that starts BOOST times higher and settles over the first few thousand
+columns), the curves by moving their two nearest points towards each split's outcome.
+
+Memory is bounded: the counts live in one hashed table of `memory` MB shared by every
+model (rows of V uint8 counts, halved when one reaches 255), in buckets of two rows;
+a context whose 32-bit check matches neither row of its bucket replaces the one that
+has seen less. The match model keeps the last MATCH_WINDOW symbols of every segment.
+
+Everything runs in numba-compiled loops over NumPy arrays in a fixed order, in
+float64, on both sides, so the encoder's probabilities equal the decoder's; numba's
+version is part of the archive's fingerprint. Changing a constant here or the order
+of any sum changes every archive: that needs a new archive format.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numba
 import numpy as np
 
-ALPHA = 0.05  # added to every count: small, so that a context seen once already speaks clearly
-RATE = 0.002  # of the mixing weights, per coded symbol
-START_WEIGHT = 0.3
+ALPHA = 0.005  # added to every count: a context seen once already speaks clearly
+RATE = 0.00025  # of the mixing weights, per coded symbol, once settled
+BOOST, SETTLE = 4.0, 500.0  # the rate at column c is RATE * (1 + BOOST / (1 + c / SETTLE))
+APM_RATE = 0.01  # of the secondary estimation's curves
+APM_POINTS = 33  # points of each curve, evenly spaced in log-odds from -8 to 8
+START_WEIGHT = 0.15
+MATCH_MIN = 7  # symbols: the shortest context the match model looks up
+MATCH_INPUT = 4.0  # the match model's input for the symbol it predicts (0 for the others)
+MATCH_VERIFY = 32  # symbols compared backwards to measure a new match
+MATCH_SLOTS = 1 << 20  # entries of the match model's hash table
+MATCH_WINDOW = 1 << 24  # symbols of history kept for the match model, over all segments
+WORDS = 2  # word models: the word so far, and the word so far with the one before
+CONFIDENCES = 32  # buckets of a count model's confidence: 8 of its total times 4 of how many symbols
+LENGTHS = 16  # buckets of the match length
+LIMIT = 255  # a count that reaches this halves its row
+
 _MULT = np.uint64(0x9E3779B97F4A7C15)
-_HALVE_AT = 60_000  # counts are uint16: a row whose largest count reaches this is halved
+_FINAL = np.uint64(0xBF58476D1CE4E5B9)
+
+
+class Tables(NamedTuple):
+    """The state both sides keep, all arrays, passed whole to the compiled loops."""
+
+    history: np.ndarray  # (B, H) int64: each segment's last H symbols, newest first (V before the start)
+    words: np.ndarray  # (B, 2) uint64: the hash of the word so far and of the word before
+    ring: np.ndarray  # (B, R) uint8: each segment's last R symbols, at position % R
+    position: np.ndarray  # (B,) int64: symbols coded in each segment
+    match: np.ndarray  # (B, 3) int64: the matched segment, the position it predicts, the length (0: none)
+    slots: np.ndarray  # (MATCH_SLOTS,) int64: context hash -> 1 + (segment << 40 | position after it)
+    counts: np.ndarray  # (N, V) uint8: the hashed count rows
+    checks: np.ndarray  # (N,) uint32: which context holds each row
+    seen: np.ndarray  # (N,) uint8: how much each row has seen (saturating), to choose which to replace
+    letters: np.ndarray  # (V,) int64: a letter's case-folded byte, 0 for the others
+    orders: np.ndarray  # (K,) int64, ascending
+    weights: np.ndarray  # (S, M) float64: the weight sets, rows chosen by the three selectors
+    confidence: np.ndarray  # (M, CONFIDENCES) float64: the per-model confidence terms
+    # of the symbol being coded, from mix to update:
+    rows: np.ndarray  # (B, K + WORDS) int64: the row of each context (-1 - row: to be taken over)
+    wanted: np.ndarray  # (B, K + WORDS) uint32: each context's check
+    inputs: np.ndarray  # (B, M, V) float64: each model's input
+    chosen: np.ndarray  # (B, 3) int64: the weight rows chosen
+    confident: np.ndarray  # (B, M) int64: the confidence bucket of each model
+    p: np.ndarray  # (B, V) float64: the mixture
+    splits: np.ndarray  # (B, 4P) float64: the tree's subtree sums [0, 2P), its corrected splits [2P, 3P)
+    curves: np.ndarray  # (V + 2, P, APM_POINTS) float64: per node (row 0), per node and symbol before (1 + it; V: none)
+    clock: np.ndarray  # (1,) float64: columns learned from
+
+
+def table_rows(memory_mb: int, symbols: int) -> int:
+    """Rows of counts that `memory_mb` holds (an even number, at least 2)."""
+    return max(2, memory_mb * 2**20 // (symbols + 5) // 2 * 2)
+
+
+def _leaves(symbols: int) -> int:
+    """Leaves of the secondary estimation's tree: the symbols, padded to a power of two."""
+    return 1 << int(np.ceil(np.log2(max(2, symbols))))
+
+
+def _ring_length(segments: int) -> int:
+    return max(1 << 12, 1 << int(np.log2(max(1, MATCH_WINDOW // segments))))
 
 
 class Mixer:
-    """Context models of the given orders over `symbols` symbols in `segments` rows."""
+    """The context models of `orders` and the rest over `symbols` symbols in `segments` rows;
+    `letters` gives each symbol's case-folded byte when it is a letter, 0 when not."""
 
-    def __init__(self, symbols: int, segments: int, orders: list[int]):
-        self.V, self.B, self.orders = symbols, segments, sorted(orders)
-        self.history = np.zeros((segments, max(self.orders)), np.uint64)  # most recent first
-        # Each context of order k as a polynomial in the multiplier, with the symbols
-        # (plus 1) as coefficients, newest first; updated in place as symbols come.
-        powers = np.ones(max(self.orders), np.uint64)  # M^0, M^1, ... (mod 2^64)
-        for j in range(1, len(powers)):
-            powers[j : j + 1] = powers[j - 1 : j] * _MULT
-        k = np.array(self.orders)
-        self.oldest = k - 1  # where in `history` each order's oldest symbol is
-        self.power = powers[k - 1]  # M^(k-1)
-        self.hashes = np.tile(np.cumsum(powers)[k - 1], (segments, 1))  # (B, K): the empty history
-        self.tags = k.astype(np.uint64) << np.uint64(56)  # so that orders never share a row
-        self.rows: dict[int, int] = {}  # context hash -> row of `counts`
-        self.counts = np.zeros((1024, symbols), np.uint16)
-        models = len(self.orders) + 2  # the orders, the LSTM and a uniform bias
-        self.weights = np.full((len(self.orders) + 1, models), START_WEIGHT)
-        self._pending = None
+    def __init__(self, symbols: int, segments: int, orders: list[int], memory_mb: int, letters: np.ndarray):
+        V, B = symbols, segments
+        orders = np.array(sorted(orders), np.int64)
+        K = len(orders)
+        M = K + WORDS + 2  # the count models, the word models, the match model, the LSTM
+        self.t = Tables(
+            history=np.full((B, max(MATCH_VERIFY, MATCH_MIN, int(orders.max(initial=1)))), V, np.int64),
+            words=np.zeros((B, 2), np.uint64),
+            ring=np.zeros((B, _ring_length(B)), np.uint8),
+            position=np.zeros(B, np.int64),
+            match=np.zeros((B, 3), np.int64),
+            slots=np.zeros(MATCH_SLOTS, np.int64),
+            counts=np.zeros((table_rows(memory_mb, V), V), np.uint8),
+            checks=np.zeros(table_rows(memory_mb, V), np.uint32),
+            seen=np.zeros(table_rows(memory_mb, V), np.uint8),
+            letters=np.asarray(letters, np.int64),
+            orders=orders,
+            weights=np.full((K + WORDS + 1 + (V + 1) + LENGTHS, M), START_WEIGHT),
+            confidence=np.zeros((M, CONFIDENCES)),
+            rows=np.zeros((B, K + WORDS), np.int64),
+            wanted=np.zeros((B, K + WORDS), np.uint32),
+            inputs=np.zeros((B, M, V)),
+            chosen=np.zeros((B, 3), np.int64),
+            confident=np.zeros((B, M), np.int64),
+            p=np.zeros((B, V)),
+            splits=np.zeros((B, 4 * _leaves(V))),
+            curves=np.tile(1 / (1 + np.exp(-np.linspace(-8, 8, APM_POINTS))), (V + 2, _leaves(V), 1)),
+            clock=np.zeros(1),
+        )
 
-    def mix(self, lstm_log_p: np.ndarray) -> np.ndarray:
-        """The mixed distribution of each segment's next symbol, (B, V) float64, from
-        the LSTM's log-probabilities (B, V)."""
-        rows = self._context_rows()  # (B, K)
-        c = self.counts[rows].astype(np.float64)  # (B, K, V)
-        total = c.sum(axis=2, keepdims=True)
-        logs = np.concatenate([
-            np.log((c + ALPHA) / (total + ALPHA * self.V)),
-            lstm_log_p[:, None, :],
-            np.full((self.B, 1, self.V), -np.log(self.V)),
-        ], axis=1)  # (B, K + 2, V)
-        chosen = (total[:, :, 0] > 0).sum(axis=1)  # the weight set: how many contexts were seen
-        z = np.einsum("bm,bmv->bv", self.weights[chosen], logs)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        self._pending = rows, logs, chosen, p
-        return p
+    def mix(self, lstm_log_p: np.ndarray, real: np.ndarray) -> np.ndarray:
+        """The mixed distribution of each segment's next symbol, (B, V) float64, from the
+        LSTM's log-probabilities (B, V); rows not `real` (past the data's end) are left 0."""
+        _mix(self.t, np.ascontiguousarray(lstm_log_p, np.float64), real)
+        return self.t.p.copy()
 
     def update(self, codes: np.ndarray, real: np.ndarray) -> None:
-        """Learn from the symbols `codes` (B,) just coded where `real` (the segments
-        that still had data), after `mix` gave their distribution."""
-        rows, logs, chosen, p = self._pending
-        b = np.flatnonzero(real)
-        x = codes[b]
-        # d(-log p(x)) / d(w_m) = E_p[log p_m] - log p_m(x)
-        grad = np.einsum("bv,bmv->bm", p[b], logs[b]) - logs[b, :, x]
-        np.add.at(self.weights, chosen[b], -RATE * grad)
-        hit = rows[b]  # (n, K)
-        cells = hit.ravel(), np.repeat(x, len(self.orders))
-        np.add.at(self.counts, cells, 1)
-        self.counts[np.unique(cells[0][self.counts[cells] >= _HALVE_AT])] //= 2
-        new = x[:, None].astype(np.uint64) + np.uint64(1)
-        oldest = self.history[b][:, self.oldest] + np.uint64(1)
-        self.hashes[b] = new + _MULT * (self.hashes[b] - oldest * self.power)
-        self.history[b] = np.concatenate([new - np.uint64(1), self.history[b, :-1]], axis=1)
+        """Learn from the symbols `codes` (B,) just coded where `real`, after `mix`."""
+        _learn(self.t, codes.astype(np.int64), real)
 
-    def _context_rows(self) -> np.ndarray:
-        """The counts' row of each segment's context of each order, (B, K), new rows made."""
-        keys = (self.hashes ^ self.tags).ravel().tolist()
-        rows = list(map(self.rows.get, keys))
-        if None in rows:  # contexts seen for the first time get the next rows
-            for i in [i for i, row in enumerate(rows) if row is None]:
-                rows[i] = self.rows.setdefault(keys[i], len(self.rows))
-        if len(self.rows) > len(self.counts):
-            grown = np.zeros((2 * len(self.rows), self.V), np.uint16)
-            grown[: len(self.counts)] = self.counts
-            self.counts = grown
-        return np.array(rows).reshape(self.B, len(self.orders))
+
+def letter_codes(symbols) -> np.ndarray:
+    """For each symbol (a byte value or a one-character string), its case-folded code
+    when it is a letter (ASCII letters, and bytes or characters from 128 up), 0 when not."""
+    out = np.zeros(len(symbols), np.int64)
+    for i, s in enumerate(symbols):
+        code = s if isinstance(s, (int, np.integer)) else ord(s)
+        if 65 <= code <= 90:
+            out[i] = code + 32
+        elif 97 <= code <= 122 or code >= 128:
+            out[i] = code
+    return out
+
+
+@numba.njit(cache=True, inline="always")
+def _final(h):
+    """A 64-bit finaliser (splitmix's), so that the row and the check use well-mixed bits."""
+    h ^= h >> np.uint64(31)
+    h *= _FINAL
+    h ^= h >> np.uint64(29)
+    return h
+
+
+@numba.njit(cache=True, inline="always")
+def _find(t, b, m, h):
+    """Look up the context hashed `h` for model m of segment b: its row, or -1 - the row
+    of its bucket that it would take over."""
+    n = np.uint64(t.counts.shape[0] // 2)
+    first = np.int64((h >> np.uint64(32)) % n) * 2
+    check = np.uint32(h & np.uint64(0xFFFFFFFF))
+    t.wanted[b, m] = check
+    for row in (first, first + 1):
+        if t.checks[row] == check and t.seen[row] > 0:
+            return row
+    return -1 - (first if t.seen[first] <= t.seen[first + 1] else first + 1)
+
+
+@numba.njit(cache=True)
+def _mix(t, lstm, real):
+    B, V = t.p.shape
+    K = t.orders.shape[0]
+    M = t.inputs.shape[1]
+    R = t.ring.shape[1]
+    log_alpha = np.log(ALPHA)
+    for b in range(B):
+        if not real[b]:
+            continue
+        h = np.uint64(0)
+        j = 0
+        for k in range(K):
+            while j < t.orders[k]:
+                h = (h + np.uint64(t.history[b, j]) + np.uint64(1)) * _MULT
+                j += 1
+            t.rows[b, k] = _find(t, b, k, _final(h + np.uint64(t.orders[k]) * _FINAL))
+        word, before = t.words[b, 0], t.words[b, 1]
+        t.rows[b, K] = _find(t, b, K, _final(word + np.uint64(1000003)))
+        t.rows[b, K + 1] = _find(t, b, K + 1, _final(word * _MULT + before + np.uint64(2000003)))
+        known = 0
+        for m in range(K + WORDS):
+            row = t.rows[b, m]
+            total, kinds = 0, 0
+            if row >= 0:
+                for v in range(V):
+                    c = t.counts[row, v]
+                    total += c
+                    kinds += c > 0
+                    t.inputs[b, m, v] = np.log(c + ALPHA)
+            else:
+                for v in range(V):
+                    t.inputs[b, m, v] = log_alpha
+            known += total > 0
+            bucket = 0
+            while total > 0 and bucket < CONFIDENCES // 4 - 1:
+                bucket += 1
+                total >>= 1
+            t.confident[b, m] = 4 * bucket + (0 if kinds <= 1 else 1 if kinds == 2 else 2 if kinds <= 4 else 3)
+        matcher = K + WORDS
+        for v in range(V):
+            t.inputs[b, matcher, v] = 0.0
+        length = t.match[b, 2]
+        if length > 0:
+            t.inputs[b, matcher, t.ring[t.match[b, 0], t.match[b, 1] % R]] = MATCH_INPUT
+        t.confident[b, matcher] = 0 if length == 0 else min(LENGTHS - 1, 1 + length // 3)
+        for v in range(V):
+            t.inputs[b, matcher + 1, v] = lstm[b, v]
+        t.confident[b, matcher + 1] = 0
+        t.chosen[b, 0] = known
+        t.chosen[b, 1] = K + WORDS + 1 + t.history[b, 0]
+        t.chosen[b, 2] = K + WORDS + 1 + V + 1 + t.confident[b, matcher]
+        top = -np.inf
+        for v in range(V):
+            z = 0.0
+            for m in range(M):
+                w = t.weights[t.chosen[b, 0], m] + t.weights[t.chosen[b, 1], m] + \
+                    t.weights[t.chosen[b, 2], m] + t.confidence[m, t.confident[b, m]]
+                z += w * t.inputs[b, m, v]
+            t.p[b, v] = z
+            top = max(top, z)
+        total_p = 0.0
+        for v in range(V):
+            t.p[b, v] = np.exp(t.p[b, v] - top)
+            total_p += t.p[b, v]
+        for v in range(V):
+            t.p[b, v] /= total_p
+        _refine(t, b, V)
+
+
+@numba.njit(cache=True, inline="always")
+def _curve_point(split):
+    """Where a split's probability falls on a curve: the point below it and the fraction
+    of the way to the next."""
+    split = min(max(split, 1e-6), 1 - 1e-6)
+    at = (min(max(np.log(split / (1 - split)), -7.999), 7.999) + 8.0) * (APM_POINTS - 1) / 16.0
+    return int(at), at - int(at)
+
+
+@numba.njit(cache=True)
+def _refine(t, b, V):
+    """Secondary estimation of segment b's mixture, in place (see the module's docstring)."""
+    P = t.curves.shape[1]
+    S = t.splits[b]
+    for i in range(P):
+        S[P + i] = t.p[b, i] if i < V else 0.0
+    for n in range(P - 1, 0, -1):
+        S[n] = S[2 * n] + S[2 * n + 1]
+    before = t.history[b, 0] + 1
+    for n in range(1, P):
+        if S[2 * n] <= 0.0 or S[2 * n + 1] <= 0.0:  # a side without symbols
+            S[2 * P + n] = 1.0 if S[2 * n + 1] > 0.0 else 0.0
+            continue
+        split = S[2 * n + 1] / S[n]
+        j, f = _curve_point(split)
+        curves = (1 - f) * (t.curves[0, n, j] + t.curves[before, n, j]) + \
+            f * (t.curves[0, n, j + 1] + t.curves[before, n, j + 1])
+        S[2 * P + n] = 0.25 * split + 0.375 * curves
+    total = 0.0
+    for v in range(V):
+        q, n = 1.0, P + v
+        while n > 1:
+            q *= S[2 * P + (n >> 1)] if n & 1 else 1.0 - S[2 * P + (n >> 1)]
+            n >>= 1
+        t.p[b, v] = q
+        total += q
+    for v in range(V):
+        t.p[b, v] /= total
+
+
+@numba.njit(cache=True)
+def _learn_curves(t, b, x):
+    """Move the curves' points that segment b's splits used towards the symbol x's path."""
+    P = t.curves.shape[1]
+    S = t.splits[b]
+    before = t.history[b, 0] + 1
+    n = P + x
+    while n > 1:
+        node, right = n >> 1, n & 1
+        if S[2 * node] > 0.0 and S[2 * node + 1] > 0.0:
+            j, f = _curve_point(S[2 * node + 1] / S[node])
+            for row in (0, before):
+                t.curves[row, node, j] += APM_RATE * (1 - f) * (right - t.curves[row, node, j])
+                t.curves[row, node, j + 1] += APM_RATE * f * (right - t.curves[row, node, j + 1])
+        n = node
+
+
+@numba.njit(cache=True)
+def _learn(t, codes, real):
+    B, V = t.p.shape
+    K = t.orders.shape[0]
+    M = t.inputs.shape[1]
+    R = t.ring.shape[1]
+    H = t.history.shape[1]
+    t.clock[0] += 1.0
+    rate = RATE * (1.0 + BOOST / (1.0 + t.clock[0] / SETTLE))
+    for b in range(B):
+        if not real[b]:
+            continue
+        x = codes[b]
+        _learn_curves(t, b, x)
+        for m in range(M):  # as if the mixture were p: d(-log p(x)) / d(w_m) = E_p[x_m] - x_m(x)
+            expected = 0.0
+            for v in range(V):
+                expected += t.p[b, v] * t.inputs[b, m, v]
+            step = rate * (expected - t.inputs[b, m, x])
+            for s in range(3):
+                t.weights[t.chosen[b, s], m] -= step
+            t.confidence[m, t.confident[b, m]] -= step
+        for m in range(K + WORDS):
+            row = t.rows[b, m]
+            if row < 0:  # a new context takes the row over
+                row = -1 - row
+                t.counts[row, :] = 0
+                t.checks[row] = t.wanted[b, m]
+                t.seen[row] = 0
+            if t.counts[row, x] >= LIMIT:
+                for v in range(V):
+                    t.counts[row, v] = (t.counts[row, v] + 1) >> 1
+            t.counts[row, x] += 1
+            t.seen[row] = min(255, t.seen[row] + 1)
+        if t.match[b, 2] > 0:  # a match goes on while it predicts right
+            if t.ring[t.match[b, 0], t.match[b, 1] % R] == x:
+                t.match[b, 1] += 1
+                t.match[b, 2] += 1
+            else:
+                t.match[b, 2] = 0
+        here = t.position[b]
+        t.ring[b, here % R] = x
+        t.position[b] = here = here + 1
+        for j in range(H - 1, 0, -1):
+            t.history[b, j] = t.history[b, j - 1]
+        t.history[b, 0] = x
+        if here >= MATCH_MIN:
+            h = np.uint64(0)
+            for j in range(MATCH_MIN):
+                h = (h + np.uint64(t.history[b, j]) + np.uint64(1)) * _MULT
+            slot = np.int64(_final(h) % np.uint64(MATCH_SLOTS))
+            if t.match[b, 2] == 0 and t.slots[slot] > 0:
+                other = (t.slots[slot] - 1) >> 40
+                at = (t.slots[slot] - 1) & ((1 << 40) - 1)
+                if t.position[other] - at < R:  # still in the other's history
+                    length = 0
+                    while length < MATCH_VERIFY and length < at and \
+                            t.ring[other, (at - 1 - length) % R] == t.history[b, length]:
+                        length += 1
+                    if length >= MATCH_MIN:
+                        t.match[b, 0], t.match[b, 1], t.match[b, 2] = other, at, length
+            t.slots[slot] = 1 + (b << 40 | here)
+        letter = t.letters[x]
+        if letter > 0:
+            t.words[b, 0] = (t.words[b, 0] + np.uint64(letter)) * _MULT
+        elif t.words[b, 0] != 0:
+            t.words[b, 1] = t.words[b, 0]
+            t.words[b, 0] = np.uint64(0)

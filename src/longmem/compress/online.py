@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from longmem import engine
-from longmem.compress import mixing
+from longmem.compress import format2, mixing
+from longmem.compress.archive import FORMAT
 from longmem.config import CompressConfig, ModelConfig, OptimConfig, RunConfig, TrainConfig
 from longmem.nets import lstm
 from longmem.step import Trainer
@@ -25,8 +26,9 @@ REPLAY_KEPT = 2000  # earlier windows kept for replay (their inputs, targets and
 class OnlineModel:
     """Predict a column, learn from a window: the same on both sides."""
 
-    def __init__(self, settings: CompressConfig, symbols: int, params: dict | None = None):
-        s = settings
+    def __init__(self, settings: CompressConfig, symbols: int, params: dict | None = None,
+                 letters: np.ndarray | None = None, fmt: int = FORMAT):
+        s = self.settings = settings
         self.symbols, self.start = symbols, symbols  # the input before a row's first symbol
         cfg = RunConfig(model=ModelConfig(layers=s.layers, hidden=s.hidden, dropout=0.0, weight_drop=0.0),
                         optim=OptimConfig(optimizer=s.optimizer, lr=s.lr),
@@ -42,17 +44,23 @@ class OnlineModel:
         self.rng = np.random.default_rng(s.seed)
         self.kept: list[tuple] = []
         self.replay = s.replay
-        self.mixer = mixing.Mixer(symbols, s.segments, s.orders) if s.orders else None
+        self.mixer = None
+        if s.orders and fmt == 2:  # archives of format 2 decode with the context models they were made with
+            self.mixer = format2.Mixer(symbols, s.segments, s.orders)
+        elif s.orders:
+            letters = np.zeros(symbols, np.int64) if letters is None else letters
+            self.mixer = mixing.Mixer(symbols, s.segments, s.orders, s.memory, letters)
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
+    def probabilities(self, x: np.ndarray, real: np.ndarray) -> np.ndarray:
         """After reading column x (B,): the distribution of the next symbol of each row,
-        (B, symbols) float64, computed the same way on both sides."""
+        (B, symbols) float64, computed the same way on both sides (rows not `real`, past
+        the data's end, may be anything)."""
         logits, *after = self.predict_fn(x[None].astype(np.int32), *self.state.values())
         self.state = dict(zip(self.state, after))
         z = np.asarray(logits, dtype=np.float64)[:, : self.symbols]
         z -= z.max(axis=1, keepdims=True)
         if self.mixer is not None:
-            return self.mixer.mix(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+            return self.mixer.mix(z - np.log(np.exp(z).sum(axis=1, keepdims=True)), real)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
@@ -90,7 +98,7 @@ def code_grid(model: OnlineModel, settings: CompressConfig, length: int, column)
         inputs, targets = [], []
         for t in range(begin, min(begin + T, row)):
             real = position + t < length
-            codes = column(t, model.probabilities(x), real).astype(np.int32)
+            codes = column(t, model.probabilities(x, real), real).astype(np.int32)
             model.observe(codes, real)
             inputs.append(x)
             targets.append(codes)
