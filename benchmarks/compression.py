@@ -1,9 +1,14 @@
 """longmem's compressor against the compressors people use, on the same files in one run.
 
-    python benchmarks/compression.py ../shared/data/huck_fin.txt [FILE...] [--builtin] [-- --replay 1]
+    python benchmarks/compression.py ../shared/data/huck_fin.txt [FILE...] [--builtin] [--stdlib]
+        [--repeat 3] [-- --replay 1]
 
 `--builtin` adds the built-in corpus (the Python reference documentation
-that ships with CPython, about 460 KB, as UTF-8). For each file: longmem
+that ships with CPython, about 460 KB, as UTF-8), `--stdlib` the
+python-stdlib corpus (the standard library's source, about 13 MB): the large
+input, where the first tenth of the file is also compressed alone, to show
+whether the speed holds as the file grows. `--repeat N` runs longmem N times
+and reports the median of its speeds (each run's figures are printed). For each file: longmem
 compress and decompress (self-contained mode, the defaults plus any flags
 after --), gzip -9, bzip2 -9, xz -9e, zstd -19 and, when `7z` is installed,
 7-Zip's PPMd (order 16; skipped, saying so, when not). Every archive is
@@ -18,11 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+LARGE = 4 * 2**20  # bytes: above this, the first tenth is measured too
 
 PEERS = {  # name: (compress argv, decompress argv), reading stdin and writing stdout
     "gzip -9": (["gzip", "-9", "-c"], ["gzip", "-d", "-c"]),
@@ -59,6 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--builtin", action="store_true", help="also the built-in python-docs corpus")
+    parser.add_argument("--stdlib", action="store_true", help="also the python-stdlib corpus (about 13 MB)")
+    parser.add_argument("--repeat", type=int, default=1, help="longmem runs per file (median speeds)")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])  # after --: more `longmem compress` flags
@@ -69,8 +79,12 @@ def main() -> None:
 
         args.files.append(Path(work.name) / "python-docs.txt")
         args.files[-1].write_text(python_docs(), encoding="utf-8")
+    if args.stdlib:
+        from longmem.corpus import python_stdlib_path
+
+        args.files.append(python_stdlib_path())
     if not args.files:
-        parser.error("give files to compress, or --builtin")
+        parser.error("give files to compress, or --builtin or --stdlib")
     extra = args.extra
     longmem = [sys.executable, "-m", "longmem"]
     peers = dict(PEERS)
@@ -86,9 +100,20 @@ def main() -> None:
               f"{'peak MB':>8s}  exact")
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            rows = [measure("longmem", [*longmem, "compress", "-", "--quiet", *extra],
-                            [*longmem, "decompress", "-", "--quiet"], path, tmp)]
+            pack, unpack = [*longmem, "compress", "-", "--quiet", *extra], [*longmem, "decompress", "-", "--quiet"]
+            runs = [measure("longmem", pack, unpack, path, tmp) for _ in range(args.repeat)]
+            for r in runs if args.repeat > 1 else []:
+                print(f"  a run: {r['compress_kbs']:.1f} KB/s compressing, {r['decompress_kbs']:.1f} decompressing")
+            rows = [{**runs[0], **{key: statistics.median(r[key] for r in runs)
+                                   for key in ("compress_kbs", "decompress_kbs", "peak_mb")}}]
             rows[0]["program"] = "longmem " + " ".join(extra) if extra else "longmem"
+            if path.stat().st_size > LARGE:
+                tenth = tmp / "tenth"
+                tenth.write_bytes(path.read_bytes()[: path.stat().st_size // 10])
+                first = measure("longmem", pack, unpack, tenth, tmp)
+                print(f"  the first tenth alone: {first['compress_kbs']:.1f} KB/s compressing, "
+                      f"{first['decompress_kbs']:.1f} decompressing, {first['bpc']:.3f} bits/char, "
+                      f"peak {first['peak_mb']:.0f} MB")
             for name, argv in peers.items():
                 if argv is None:  # 7-Zip reads and writes files, not pipes
                     archive = tmp / "p.7z"

@@ -47,7 +47,7 @@ def byte_symbols(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """The bytes present (sorted) and the data as indices into them."""
     raw = np.frombuffer(data, dtype=np.uint8)
     present = np.flatnonzero(np.bincount(raw, minlength=256))
-    lookup = np.zeros(256, np.int32)
+    lookup = np.zeros(256, np.uint8)
     lookup[present] = np.arange(len(present))
     return present.astype(np.uint8), lookup[raw]
 
@@ -69,7 +69,7 @@ def compress(data: bytes, settings: CompressConfig, base: Base | None = None, qu
     length = len(codes)
     bits_per_tenth, counts = np.zeros(10), np.zeros(10)  # bits and symbols per tenth of the coding
     row = row_length(length, settings)
-    grid = np.zeros(settings.segments * row, np.int32)
+    grid = np.zeros(settings.segments * row, _code_type(n_symbols))
     grid[:length] = codes
     grid = grid.reshape(settings.segments, row)
     bar = _progress(len(data), quiet, "compress")
@@ -119,7 +119,7 @@ def decompress(archive: bytes, base: Base | None = None, quiet: bool = True, nam
         print(f"longmem: warning: {name} was made with {describe(header['fingerprint'])}, this is "
               f"{describe(here)}; if the floats differ, decoding fails", file=sys.stderr)
     decoder, family = _coder("decode", payload)
-    grid = np.zeros((settings.segments, row_length(length, settings)), np.int32)
+    grid = np.zeros((settings.segments, row_length(length, settings)), _code_type(n_symbols))
     bar = _progress(header.get("bytes", length), quiet, "decompress")
 
     def column(t, probabilities, real):
@@ -138,6 +138,12 @@ def decompress(archive: bytes, base: Base | None = None, quiet: bool = True, nam
     if hashlib.sha256(data).hexdigest() != header["sha256"]:
         raise UserError(_mismatch(name, elsewhere, "the decoded data does not match its checksum"))
     return data
+
+
+def _code_type(n_symbols: int):
+    """The narrowest type of the grid's codes: a byte each, for bytes (memory: the grid is
+    as long as the data)."""
+    return np.uint8 if n_symbols <= 256 else np.int32
 
 
 def _coder(direction: str, payload: np.ndarray | None = None):

@@ -11,23 +11,24 @@ The models, each a distribution over the V symbols of each segment's next symbol
   for that symbol and 0 for the others;
 - the LSTM's log-probabilities.
 
-They are mixed geometrically, as PAQ's mixers do: log p = sum_m w_m x_m - log Z. Each
-weight w_m is a sum of four learned terms, chosen by what the moment looks like: how
-many count models have seen their context, the symbol before, the match's length,
-and model m's own confidence (how often its context was seen, and how many different
-symbols followed it). Then secondary estimation (PAQ's APMs) corrects the mixture:
-it is taken as a chain of binary splits down a tree of the symbols, and each split's
-probability is mapped through two learned piecewise-linear curves, one per tree node
-and one per node and symbol before, and averaged with it (a quarter the split, three
-quarters the curves). Everything is learned online from the symbols as they are
-coded: the weights by gradient descent on the bits the final probabilities spend
-(at a rate that starts BOOST times higher and settles over the first few thousand
-columns), the curves by moving their two nearest points towards each split's outcome.
+They are mixed geometrically, as PAQ's mixers do: log p = sum_m w_m x_m - log Z.
+Each weight w_m is a sum of three learned terms, chosen by what the moment looks
+like: how many count models have seen their context, the symbol before, and model
+m's own confidence (for a count model, how often its context was seen and how many
+different symbols followed it; for the match model, the match's length). Then
+secondary estimation (PAQ's APMs) corrects the mixture: it is taken as a chain of
+binary splits down a tree of the symbols, and each split's probability is mapped
+through two learned piecewise-linear curves, one per tree node and one per node and
+symbol before, and averaged with it (a quarter the split, three quarters the
+curves). Everything is learned online from the symbols as they are coded: the
+weights by gradient descent on the bits the final probabilities spend (at a rate
+that starts BOOST times higher and settles over the first few thousand columns),
+the curves by moving their two nearest points towards each split's outcome.
 
 Memory is bounded: the counts live in one hashed table of `memory` MB shared by every
 model (rows of V uint8 counts, halved when one reaches 255), in buckets of two rows;
 a context whose 32-bit check matches neither row of its bucket replaces the one that
-has seen less. The match model keeps the last MATCH_WINDOW symbols of every segment.
+has seen less. The match model keeps the last MATCH_WINDOW symbols, over all segments.
 
 Everything runs in numba-compiled loops over NumPy arrays in a fixed order, in
 float64, on both sides, so the encoder's probabilities equal the decoder's; numba's
@@ -55,7 +56,7 @@ MATCH_SLOTS = 1 << 20  # entries of the match model's hash table
 MATCH_WINDOW = 1 << 24  # symbols of history kept for the match model, over all segments
 WORDS = 2  # word models: the word so far, and the word so far with the one before
 CONFIDENCES = 32  # buckets of a count model's confidence: 8 of its total times 4 of how many symbols
-LENGTHS = 16  # buckets of the match length
+LENGTHS = 16  # buckets of the match length (its confidence)
 LIMIT = 255  # a count that reaches this halves its row
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -76,13 +77,13 @@ class Tables(NamedTuple):
     seen: np.ndarray  # (N,) uint8: how much each row has seen (saturating), to choose which to replace
     letters: np.ndarray  # (V,) int64: a letter's case-folded byte, 0 for the others
     orders: np.ndarray  # (K,) int64, ascending
-    weights: np.ndarray  # (S, M) float64: the weight sets, rows chosen by the three selectors
+    weights: np.ndarray  # (S, M) float64: the weight sets, rows chosen by the two selectors
     confidence: np.ndarray  # (M, CONFIDENCES) float64: the per-model confidence terms
     # of the symbol being coded, from mix to update:
     rows: np.ndarray  # (B, K + WORDS) int64: the row of each context (-1 - row: to be taken over)
     wanted: np.ndarray  # (B, K + WORDS) uint32: each context's check
     inputs: np.ndarray  # (B, M, V) float64: each model's input
-    chosen: np.ndarray  # (B, 3) int64: the weight rows chosen
+    chosen: np.ndarray  # (B, 2) int64: the weight rows chosen
     confident: np.ndarray  # (B, M) int64: the confidence bucket of each model
     p: np.ndarray  # (B, V) float64: the mixture
     splits: np.ndarray  # (B, 4P) float64: the tree's subtree sums [0, 2P), its corrected splits [2P, 3P)
@@ -125,12 +126,12 @@ class Mixer:
             seen=np.zeros(table_rows(memory_mb, V), np.uint8),
             letters=np.asarray(letters, np.int64),
             orders=orders,
-            weights=np.full((K + WORDS + 1 + (V + 1) + LENGTHS, M), START_WEIGHT),
+            weights=np.full((K + WORDS + 1 + (V + 1), M), START_WEIGHT),
             confidence=np.zeros((M, CONFIDENCES)),
             rows=np.zeros((B, K + WORDS), np.int64),
             wanted=np.zeros((B, K + WORDS), np.uint32),
             inputs=np.zeros((B, M, V)),
-            chosen=np.zeros((B, 3), np.int64),
+            chosen=np.zeros((B, 2), np.int64),
             confident=np.zeros((B, M), np.int64),
             p=np.zeros((B, V)),
             splits=np.zeros((B, 4 * _leaves(V))),
@@ -236,13 +237,12 @@ def _mix(t, lstm, real):
         t.confident[b, matcher + 1] = 0
         t.chosen[b, 0] = known
         t.chosen[b, 1] = K + WORDS + 1 + t.history[b, 0]
-        t.chosen[b, 2] = K + WORDS + 1 + V + 1 + t.confident[b, matcher]
         top = -np.inf
         for v in range(V):
             z = 0.0
             for m in range(M):
                 w = t.weights[t.chosen[b, 0], m] + t.weights[t.chosen[b, 1], m] + \
-                    t.weights[t.chosen[b, 2], m] + t.confidence[m, t.confident[b, m]]
+                    t.confidence[m, t.confident[b, m]]
                 z += w * t.inputs[b, m, v]
             t.p[b, v] = z
             top = max(top, z)
@@ -331,7 +331,7 @@ def _learn(t, codes, real):
             for v in range(V):
                 expected += t.p[b, v] * t.inputs[b, m, v]
             step = rate * (expected - t.inputs[b, m, x])
-            for s in range(3):
+            for s in range(2):
                 t.weights[t.chosen[b, s], m] -= step
             t.confidence[m, t.confident[b, m]] -= step
         for m in range(K + WORDS):
