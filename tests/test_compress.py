@@ -3,9 +3,11 @@
 import dataclasses
 import hashlib
 import json
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -316,3 +318,29 @@ def test_a_fingerprint_differs_only_in_what_the_archive_recorded():
     assert not lmz_format.differs(here, here) and not lmz_format.differs(older, here)
     assert lmz_format.differs({**older, "versions": {**older["versions"], "numpy": "0.1"}}, here)
     assert lmz_format.differs({**here, "cores": here["cores"] + 1}, here)
+
+
+def test_an_interrupted_compress_leaves_no_file(tmp_path):
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.txt"
+    big.write_bytes(bytes(rng.choice(list(b"abcdefgh \n"), size=400_000)))  # above the progress bar's size
+    out = tmp_path / "big.lmz"
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "longmem", "compress", big, "-o", out, *map(str, SMALL[:-1])],
+                                stderr=err)
+        for _ in range(1200):  # until it is coding (its progress bar shows bits per symbol)
+            if b"bits/symbol" in (tmp_path / "stderr").read_bytes() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+    assert "longmem: interrupted" in (tmp_path / "stderr").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt", "stderr"]  # no archive, no temporary
+
+
+def test_more_than_256_symbols_keep_their_tables_bounded():
+    m = mixing.Mixer(symbols=600, segments=2, orders=[1, 2], memory_mb=4, letters=np.zeros(600, np.int64))
+    assert m.t.curves.shape[0] == 1 + mixing.BEFORE and m.t.ring.dtype == np.int32
+    codes = np.tile(np.array([[599, 3], [300, 598], [7, 599]]), (100, 1))  # a pattern of symbols above 255
+    bits = bits_of(m, codes)
+    assert bits[-30:].mean() < 0.5 < 5.0 < bits[:3].mean()

@@ -58,6 +58,7 @@ WORDS = 2  # word models: the word so far, and the word so far with the one befo
 CONFIDENCES = 32  # buckets of a count model's confidence: 8 of its total times 4 of how many symbols
 LENGTHS = 16  # buckets of the match length (its confidence)
 LIMIT = 255  # a count that reaches this halves its row
+BEFORE = 257  # contexts of the secondary estimation's second curves: the symbol before (V: none), modulo this
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _FINAL = np.uint64(0xBF58476D1CE4E5B9)
@@ -68,7 +69,7 @@ class Tables(NamedTuple):
 
     history: np.ndarray  # (B, H) int64: each segment's last H symbols, newest first (V before the start)
     words: np.ndarray  # (B, 2) uint64: the hash of the word so far and of the word before
-    ring: np.ndarray  # (B, R) uint8: each segment's last R symbols, at position % R
+    ring: np.ndarray  # (B, R) uint8 (int32 over 256 symbols): each segment's last R symbols, at position % R
     position: np.ndarray  # (B,) int64: symbols coded in each segment
     match: np.ndarray  # (B, 3) int64: the matched segment, the position it predicts, the length (0: none)
     slots: np.ndarray  # (MATCH_SLOTS,) int64: context hash -> 1 + (segment << 40 | position after it)
@@ -87,7 +88,7 @@ class Tables(NamedTuple):
     confident: np.ndarray  # (B, M) int64: the confidence bucket of each model
     p: np.ndarray  # (B, V) float64: the mixture
     splits: np.ndarray  # (B, 4P) float64: the tree's subtree sums [0, 2P), its corrected splits [2P, 3P)
-    curves: np.ndarray  # (V + 2, P, APM_POINTS) float64: per node (row 0), per node and symbol before (1 + it; V: none)
+    curves: np.ndarray  # (C, P, APM_POINTS) float64: per node (row 0), per node and symbol before (`_before`)
     clock: np.ndarray  # (1,) float64: columns learned from
 
 
@@ -117,7 +118,7 @@ class Mixer:
         self.t = Tables(
             history=np.full((B, max(MATCH_VERIFY, MATCH_MIN, int(orders.max(initial=1)))), V, np.int64),
             words=np.zeros((B, 2), np.uint64),
-            ring=np.zeros((B, _ring_length(B)), np.uint8),
+            ring=np.zeros((B, _ring_length(B)), np.uint8 if V <= 256 else np.int32),
             position=np.zeros(B, np.int64),
             match=np.zeros((B, 3), np.int64),
             slots=np.zeros(MATCH_SLOTS, np.int64),
@@ -135,7 +136,8 @@ class Mixer:
             confident=np.zeros((B, M), np.int64),
             p=np.zeros((B, V)),
             splits=np.zeros((B, 4 * _leaves(V))),
-            curves=np.tile(1 / (1 + np.exp(-np.linspace(-8, 8, APM_POINTS))), (V + 2, _leaves(V), 1)),
+            curves=np.tile(1 / (1 + np.exp(-np.linspace(-8, 8, APM_POINTS))),
+                           (1 + min(V + 1, BEFORE), _leaves(V), 1)),
             clock=np.zeros(1),
         )
 
@@ -264,6 +266,12 @@ def _curve_point(split):
     return int(at), at - int(at)
 
 
+@numba.njit(cache=True, inline="always")
+def _before(t, b):
+    """The row of segment b's second curves: 1 + the symbol before, folded into the table."""
+    return 1 + t.history[b, 0] % (t.curves.shape[0] - 1)
+
+
 @numba.njit(cache=True)
 def _refine(t, b, V):
     """Secondary estimation of segment b's mixture, in place (see the module's docstring)."""
@@ -273,7 +281,7 @@ def _refine(t, b, V):
         S[P + i] = t.p[b, i] if i < V else 0.0
     for n in range(P - 1, 0, -1):
         S[n] = S[2 * n] + S[2 * n + 1]
-    before = t.history[b, 0] + 1
+    before = _before(t, b)
     for n in range(1, P):
         if S[2 * n] <= 0.0 or S[2 * n + 1] <= 0.0:  # a side without symbols
             S[2 * P + n] = 1.0 if S[2 * n + 1] > 0.0 else 0.0
@@ -300,7 +308,7 @@ def _learn_curves(t, b, x):
     """Move the curves' points that segment b's splits used towards the symbol x's path."""
     P = t.curves.shape[1]
     S = t.splits[b]
-    before = t.history[b, 0] + 1
+    before = _before(t, b)
     n = P + x
     while n > 1:
         node, right = n >> 1, n & 1
