@@ -62,6 +62,7 @@ BEFORE = 257  # contexts of the secondary estimation's second curves: the symbol
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _FINAL = np.uint64(0xBF58476D1CE4E5B9)
+_WORD_TAG, _WORDS_TAG = np.uint64(1000003), np.uint64(2000003)  # keep the word models' hashes apart
 
 
 class Tables(NamedTuple):
@@ -205,9 +206,9 @@ def _mix(t, lstm, real):
                 h = (h + np.uint64(t.history[b, j]) + np.uint64(1)) * _MULT
                 j += 1
             t.rows[b, k] = _find(t, b, k, _final(h + np.uint64(t.orders[k]) * _FINAL))
-        word, before = t.words[b, 0], t.words[b, 1]
-        t.rows[b, K] = _find(t, b, K, _final(word + np.uint64(1000003)))
-        t.rows[b, K + 1] = _find(t, b, K + 1, _final(word * _MULT + before + np.uint64(2000003)))
+        word, last_word = t.words[b, 0], t.words[b, 1]
+        t.rows[b, K] = _find(t, b, K, _final(word + _WORD_TAG))
+        t.rows[b, K + 1] = _find(t, b, K + 1, _final(word * _MULT + last_word + _WORDS_TAG))
         known = 0
         for m in range(K + WORDS):
             row = t.rows[b, m]
