@@ -88,7 +88,7 @@ class Tables(NamedTuple):
     chosen: np.ndarray  # (B, 2) int64: the weight rows chosen
     confident: np.ndarray  # (B, M) int64: the confidence bucket of each model
     p: np.ndarray  # (B, V) float64: the mixture
-    splits: np.ndarray  # (B, 4P) float64: the tree's subtree sums [0, 2P), its corrected splits [2P, 3P)
+    splits: np.ndarray  # (B, 3P) float64: the tree's subtree sums [0, 2P), its corrected splits [2P, 3P)
     curves: np.ndarray  # (C, P, APM_POINTS) float64: per node (row 0), per node and symbol before (`_before`)
     clock: np.ndarray  # (1,) float64: columns learned from
 
@@ -116,6 +116,7 @@ class Mixer:
         orders = np.array(sorted(orders), np.int64)
         K = len(orders)
         M = K + WORDS + 2  # the count models, the word models, the match model, the LSTM
+        N = table_rows(memory_mb, V)
         self.t = Tables(
             history=np.full((B, max(MATCH_VERIFY, MATCH_MIN, int(orders.max(initial=1)))), V, np.int64),
             words=np.zeros((B, 2), np.uint64),
@@ -123,9 +124,9 @@ class Mixer:
             position=np.zeros(B, np.int64),
             match=np.zeros((B, 3), np.int64),
             slots=np.zeros(MATCH_SLOTS, np.int64),
-            counts=np.zeros((table_rows(memory_mb, V), V), np.uint8),
-            checks=np.zeros(table_rows(memory_mb, V), np.uint32),
-            seen=np.zeros(table_rows(memory_mb, V), np.uint8),
+            counts=np.zeros((N, V), np.uint8),
+            checks=np.zeros(N, np.uint32),
+            seen=np.zeros(N, np.uint8),
             letters=np.asarray(letters, np.int64),
             orders=orders,
             weights=np.full((K + WORDS + 1 + (V + 1), M), START_WEIGHT),
@@ -136,7 +137,7 @@ class Mixer:
             chosen=np.zeros((B, 2), np.int64),
             confident=np.zeros((B, M), np.int64),
             p=np.zeros((B, V)),
-            splits=np.zeros((B, 4 * _leaves(V))),
+            splits=np.zeros((B, 3 * _leaves(V))),
             curves=np.tile(1 / (1 + np.exp(-np.linspace(-8, 8, APM_POINTS))),
                            (1 + min(V + 1, BEFORE), _leaves(V), 1)),
             clock=np.zeros(1),
@@ -144,7 +145,7 @@ class Mixer:
 
     def mix(self, lstm_log_p: np.ndarray, real: np.ndarray) -> np.ndarray:
         """The mixed distribution of each segment's next symbol, (B, V) float64, from the
-        LSTM's log-probabilities (B, V); rows not `real` (past the data's end) are left 0."""
+        LSTM's log-probabilities (B, V); rows not `real` (past the data's end) are left as they were."""
         _mix(self.t, np.ascontiguousarray(lstm_log_p, np.float64), real)
         return self.t.p.copy()
 

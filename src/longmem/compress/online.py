@@ -26,8 +26,10 @@ REPLAY_KEPT = 2000  # earlier windows kept for replay (their inputs, targets and
 class OnlineModel:
     """Predict a column, learn from a window: the same on both sides."""
 
-    def __init__(self, settings: CompressConfig, symbols: int, params: dict | None = None,
-                 letters: np.ndarray | None = None, fmt: int = FORMAT):
+    def __init__(self, settings: CompressConfig, symbols: int, params: dict | None, letters: np.ndarray,
+                 fmt: int = FORMAT):
+        """`params`: the LSTM's to start from (None: seeded afresh); `letters`: each symbol's
+        case-folded letter or 0 (`mixing.letter_codes`), for the word models."""
         s = self.settings = settings
         self.symbols, self.start = symbols, symbols  # the input before a row's first symbol
         cfg = RunConfig(model=ModelConfig(layers=s.layers, hidden=s.hidden, dropout=0.0, weight_drop=0.0),
@@ -48,7 +50,6 @@ class OnlineModel:
         if s.orders and fmt == 2:  # archives of format 2 decode with the context models they were made with
             self.mixer = format2.Mixer(symbols, s.segments, s.orders)
         elif s.orders:
-            letters = np.zeros(symbols, np.int64) if letters is None else letters
             self.mixer = mixing.Mixer(symbols, s.segments, s.orders, s.memory, letters)
 
     def probabilities(self, x: np.ndarray, real: np.ndarray) -> np.ndarray:
