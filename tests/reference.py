@@ -240,7 +240,8 @@ def transformer_forward(params, x, k0, v0, seen0, masks=None, offset=1000):
 
 def mlstm_forward(params, x, C0, n0, m0, masks=None):
     """logits (T, B, V) and the memories after the window (C, n, m) of the mLSTM stack,
-    one step, stream and head at a time, as the xLSTM paper writes the cell."""
+    one step, stream and head at a time, as the xLSTM paper writes the cell (each
+    head's read normalised alone)."""
     P = {k: v.astype(np.float64) for k, v in params.items()}
     layers, B, heads, d = n0.shape
     H, kept = heads * d, []
@@ -263,6 +264,7 @@ def mlstm_forward(params, x, C0, n0, m0, masks=None):
                     n[b, h] = f_act * n[b, h] + i_act * k
                     m[b, h] = m_new
                     read = q @ C[b, h] / (max(abs(q @ n[b, h]), np.exp(-m_new)) + 1e-6)
+                    read = read / np.sqrt((read * read).mean() + 1e-6) * P[f"block.{l}.hnorm"][h * d : (h + 1) * d]
                     out[t, b, h * d : (h + 1) * d] = o[t, b, h * d : (h + 1) * d] * read
         kept.append((C, n, m))
         return out @ P[f"block.{l}.Wout"]

@@ -18,7 +18,7 @@ def _model(rng, T):
     cfg = ModelConfig(model="mlstm", layers=L, hidden=H, heads=HEADS, init_scale=0.5)
     params = mlstm.init_params(cfg, V, rng)
     for name in params:  # gains and biases away from their start, so the test sees them
-        if name.endswith(("norm", "bg", "bo", "b1", "b2", ".b")):
+        if name.endswith(("norm", "Wg", "bg", "bo", "b1", "b2", ".b")):
             params[name] = params[name] + rng.normal(0, 0.3, params[name].shape).astype(np.float32)
     shapes = mlstm.init_state(cfg, B)
     state = {k: pt.tensor(k, dtype="float32", shape=v.shape) for k, v in shapes.items()}
@@ -29,8 +29,10 @@ def _model(rng, T):
     return cfg, params, x, state, {k: v.astype(np.float32) for k, v in carried.items()}, X
 
 
-@pytest.mark.parametrize("T", [1, 5])
-def test_the_memory_matches_a_loop_over_steps_streams_and_heads(rng, T):
+@pytest.mark.parametrize("T, chunk", [(1, 32), (5, 32), (4, 2), (5, 2)])
+def test_the_memory_matches_a_loop_over_steps_streams_and_heads(rng, monkeypatch, T, chunk):
+    """Read in one chunk, and in chunks of 2 (with one left over) that carry the memories on."""
+    monkeypatch.setattr(mlstm, "CHUNK", chunk)
     cfg, params, x, state, carried, X = _model(rng, T)
     names = list(mlstm.noise(cfg, T, B))
     masks = {n: pt.tensor(n, dtype="float32", shape=(T, B, H)) for n in names}
@@ -45,8 +47,9 @@ def test_the_memory_matches_a_loop_over_steps_streams_and_heads(rng, T):
     assert kept.shape == (T, B, HEADS) and (kept > 0).all()
 
 
-def test_the_gradient_matches_finite_differences(rng):
+def test_the_gradient_matches_finite_differences(rng, monkeypatch):
     T = 3
+    monkeypatch.setattr(mlstm, "CHUNK", 2)
     cfg, params, x, state, carried, X = _model(rng, T)
     Y = rng.integers(0, V, (T, B)).astype(np.int32)
     gradient_matches_finite_differences(mlstm, params, x, state, carried, X, Y, "n",
