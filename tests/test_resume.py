@@ -167,7 +167,7 @@ def test_logs_shorter_than_the_checkpoint_says_are_never_padded(tmp_path, small_
     assert code == 0 and "warning" not in err
 
 
-def test_resume_refuses_another_optimizer_and_missing_optimizer_state(tmp_path, small_text, capsys):
+def test_resume_refuses_another_optimizer_missing_optimizer_state_and_other_parameters(tmp_path, small_text, capsys):
     run_dir = tmp_path / "opt"
     assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run_dir, "--steps", 10, *TINY)[0] == 0
     code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--optimizer", "adam")
@@ -178,6 +178,14 @@ def test_resume_refuses_another_optimizer_and_missing_optimizer_state(tmp_path, 
     checkpoint.save(ckpt.parent, 10, arrays, meta)
     code, _, err = run_cli(capsys, "train", "--resume", run_dir, "--steps", 20)
     assert code == 1 and "no optimizer state 'out.b.ms'" in err and "Traceback" not in err
+    # A run of a model whose parameters have since changed (an older longmem's) is one
+    # sentence for every command that reads it, not a KeyError deep in a graph.
+    arrays["param/out.b"] = arrays["param/out.b"][:-1]
+    checkpoint.save(ckpt.parent, 10, arrays, meta)
+    for command in (["eval", run_dir], ["sample", run_dir], ["train", "--resume", run_dir]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 1 and "parameter 'out.b' does not match the model" in err, (command, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_adam_resumes_exactly(tmp_path, small_text, capsys):

@@ -26,6 +26,7 @@ from longmem.config import FORMAT, RunConfig
 from longmem.corpus import Corpus, Vocab, for_run, parts
 from longmem.errors import UserError
 from longmem.files import atomic_write, sha256, versions
+from longmem.nets import NETS
 
 _NOT_STORED: set[Path] = set()  # runs another process writes, said once
 
@@ -262,6 +263,18 @@ class Snapshot:
         return dropout.resolved(self.config.model, self.meta["state"].get("auto_level") or 0)
 
 
+def check_arrays(path: Path, kind: str, expected: dict, found: dict) -> None:
+    """A checkpoint's arrays of one kind must be exactly those the model of its
+    configuration has, in their shapes (an older longmem's run of a model since changed
+    has others): one sentence, not a KeyError deep in a graph."""
+    for name in sorted(set(expected) | set(found)):
+        if name not in found or name not in expected or found[name].shape != expected[name].shape:
+            raise checkpoint.CheckpointError(
+                f"{path}: {kind} {name!r} does not match the model of its configuration "
+                f"(checkpoint format {checkpoint.FORMAT}: was it written by another version of longmem?)"
+            )
+
+
 def load(run: RunDir, best: bool = False) -> Snapshot:
     """The newest valid checkpoint of a run; with `best`, its parameters are those of the
     run's best evaluation (the lowest held-out bpc) instead of the last step's."""
@@ -279,14 +292,17 @@ def load(run: RunDir, best: bool = False) -> Snapshot:
     if not {"config", "vocab", "state"} <= set(meta):
         missing = sorted({"config", "vocab", "state"} - set(meta))[0]
         raise checkpoint.CheckpointError(f"{path}: no {missing!r} in the checkpoint's metadata")
+    config = RunConfig.from_dict(meta["config"], str(path))
     params, step = parts["param"], meta["state"].get("step", 0)
+    check_arrays(path, "parameter", NETS[config.model.model].init_params(config.model, len(meta["vocab"]),
+                                                                          np.random.default_rng(0)), params)
     if best:
         if not parts["best"]:
             raise UserError(f"{run.path} has no best checkpoint: it has not been evaluated on "
                             "held-out text yet, or an older longmem made it")
         params, step = parts["best"], meta["state"]["best_step"]
     return Snapshot(
-        RunConfig.from_dict(meta["config"], str(path)),
+        config,
         Vocab(meta["vocab"]),
         params,
         parts["optim"],
