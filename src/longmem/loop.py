@@ -115,7 +115,8 @@ def learning_rate(o: OptimConfig, state: TrainState) -> float:
     return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
 
 class StopFlag:
-    """Set by SIGTERM or SIGINT: finish the step, checkpoint, exit cleanly."""
+    """Set by SIGTERM or SIGINT, which raise nothing while it is held: the work stops where
+    it can stop cleanly (training: after the step, with a checkpoint)."""
 
     def __init__(self):
         self.signal: int | None = None

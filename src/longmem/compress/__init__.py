@@ -28,6 +28,7 @@ from longmem.compress.mixing import letter_codes
 from longmem.compress.online import OnlineModel, code_grid, row_length
 from longmem.config import CompressConfig, check_compress
 from longmem.errors import UserError
+from longmem.loop import StopFlag
 from longmem.nets import lstm
 
 __all__ = ["FORMAT", "MAGIC", "Base", "compress", "decompress", "pack", "stats", "unpack"]
@@ -158,11 +159,22 @@ def _coder(direction: str, payload: np.ndarray | None = None):
 
 def _run(model, n_symbols: int, length: int, column, bar) -> None:
     """Code the grid with a fresh online model, `model()` (nothing to code with one symbol
-    or none), then close the progress bar."""
+    or none), then close the progress bar. SIGINT and SIGTERM stop it between columns: an
+    interrupt raised wherever Python happens to be can land in one of JAX's garbage-collection
+    callbacks, which swallow it, and the coding went on to the end."""
+
+    def checked(t, probabilities, real):
+        if stop.signal is not None:
+            raise KeyboardInterrupt
+        return column(t, probabilities, real)
+
     try:
-        if length and n_symbols > 1:
-            made = model()
-            code_grid(made, made.settings, length, column)
+        with StopFlag() as stop:
+            if length and n_symbols > 1:
+                made = model()
+                code_grid(made, made.settings, length, checked)
+            if stop.signal is not None:
+                raise KeyboardInterrupt
     finally:
         bar.close()
 
