@@ -18,6 +18,8 @@ from pathlib import Path
 from longmem.errors import UserError
 
 DEFAULT_STEPS = 2000  # when neither --steps nor --minutes is given
+PLATEAU = 0.5  # --lr-plateau on a text, when not given (a probe's is 1: see OptimConfig)
+PROBE_PREFIX = "probe:"  # --corpus probe:NAME
 FORMAT = 1  # of the configuration saved in config.json and in checkpoints
 
 
@@ -98,9 +100,10 @@ class OptimConfig:
     lr: float = opt(5e-3, "learning rate")
     lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
     lr_decay_every: int = opt(1000, "steps between learning-rate decays")
-    lr_plateau: float = opt(
-        0.5, "multiply the learning rate by this after --lr-patience evaluations in a row that do "
-        "not improve on the best held-out bpc (1: never)")
+    lr_plateau: float | None = opt(
+        None, "multiply the learning rate by this after --lr-patience evaluations in a row that do "
+        "not improve on the best held-out bpc (1: never; default: 0.5 on a text, 1 on a probe, whose "
+        "held-out loss stalls until it learns to look back, not when it has learned all it can)")
     lr_patience: int = opt(1, "evaluations without a new best before --lr-plateau applies")
     rho: float = opt(0.95, "RMSprop: decay of the running average of squared gradients")
     eps: float = opt(1e-8, "RMSprop/Adam: added under the square root")
@@ -129,6 +132,11 @@ class DataConfig:
                                     "selective-copy 16, recall 10 values)")
     val_fraction: float = opt(0.05, "last part of the text held out for validation")
     test_fraction: float = opt(0.05, "part before the validation split held out for testing")
+
+    @property
+    def is_probe(self) -> bool:
+        """Whether this names a probe's endless generated episodes, not a text."""
+        return self.text is None and self.corpus.startswith(PROBE_PREFIX)
 
 
 @dataclass
@@ -364,6 +372,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise UserError(f"--{f.name.replace('_', '-')} is for --model {', '.join(readers)}, "
                             f"not {cfg.model.model}")
     check_fractions(cfg.data.val_fraction, cfg.data.test_fraction)
+    if cfg.optim.lr_plateau is None:
+        cfg.optim.lr_plateau = 1.0 if cfg.data.is_probe else PLATEAU
     if cfg.train.steps is None and cfg.train.minutes is None:
         cfg.train.steps = DEFAULT_STEPS
     for section, name in ((cfg.data, "text"), (cfg.model, "base")):  # usable from any folder

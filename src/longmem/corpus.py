@@ -24,7 +24,7 @@ import numpy as np
 
 from longmem import probes
 from longmem.batches import Streams
-from longmem.config import DataConfig, check, check_fractions
+from longmem.config import PROBE_PREFIX, DataConfig, check, check_fractions
 from longmem.errors import UserError
 from longmem.files import atomic_write, cache_dir, file_sha256, input_file, sha256
 
@@ -182,7 +182,6 @@ class Corpus:
         return Streams(train, batch, seq)
 
 
-PROBE_PREFIX = "probe:"
 PROBE_PART = 1 << 16  # characters in each fixed part of a probe's text
 
 
@@ -190,7 +189,7 @@ def for_run(data: DataConfig, seed: int) -> Corpus:
     """The text a run's DataConfig names (its --seed generates a probe's)."""
     probe_flags = [f"--{name.replace('_', '-')}" for name in ("probe_distance", "probe_length", "probe_symbols")
                    if getattr(data, name) is not None]
-    if data.text is None and data.corpus.startswith(PROBE_PREFIX):
+    if data.is_probe:
         if data.letters is not None:
             raise UserError("--letters goes with a text, not a probe")
         found = probes.probe(data.corpus[len(PROBE_PREFIX):], data.probe_distance, data.probe_length,

@@ -53,7 +53,7 @@ def start(cfg: RunConfig, run_dir: RunDir) -> TrainState:
 
 def _plan(cfg: RunConfig, corpus, splits: dict, params: dict, streams) -> None:
     """Say, before compiling, what the run will do: its text and split, its model, its goal."""
-    t, m = cfg.train, cfg.model
+    t, m, o = cfg.train, cfg.model, cfg.optim
     net = NETS[m.model]
     held = f"validation {len(splits['val']):,}, test {len(splits['test']):,}"
     train = "endless generated episodes" if streams.ENDLESS else f"{len(splits['train']):,}"
@@ -68,7 +68,11 @@ def _plan(cfg: RunConfig, corpus, splits: dict, params: dict, streams) -> None:
                  f"model: {m.model}, {m.layers} x {m.hidden}, {checkpoint.count(params):,} parameters; "
                  + ", ".join(options),
                  f"steps: windows of {t.seq} in {t.batch} streams ({streams.chars_per_window:,} characters "
-                 f"a step); goal {goal}"):
+                 f"a step); goal {goal}",
+                 f"learning rate: {o.lr:g}, " + (
+                     f"x {o.lr_plateau:g} after {o.lr_patience} evaluation{'s' * (o.lr_patience > 1)} without a "
+                     "new best" if o.lr_plateau < 1 else "no plateau schedule"
+                     + (" (a probe's default: its loss stalls until it learns)" if cfg.data.is_probe else ""))):
         print(f"longmem: {line}", file=sys.stderr)
 
 
