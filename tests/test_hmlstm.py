@@ -104,8 +104,7 @@ def test_hmlstm_survives_kills_and_is_measured(tmp_path, small_text, capsys):
     whole = killed_equals_whole(capsys, tmp_path, "train",
                                 ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
     for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 16, "--positions", 20, "--influence",
-                     "--influence-positions", 4],
+                    ["memory", whole, "--max-context", 4, "--positions", 20],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)

@@ -59,7 +59,9 @@ def test_reach_is_the_longest_lag_with_a_share_of_the_largest():
 
 
 def test_memory_influence_end_to_end(tmp_path, small_text, capsys):
-    """The other models' tests run `memory --influence` on their killed-and-resumed runs."""
+    """The command's own path (store, table, figure) is the same for every model, so it is
+    driven here on the LSTM; the other models' tests reach the input gradient through
+    `longmem report`'s hover, which reads it by the same protocol."""
     run = tmp_path / "lstm"
     assert run_cli(capsys, "train", "--text", small_text, "--run-dir", run, *TINY, "--steps", 4)[0] == 0
     code, out, err = run_cli(capsys, "memory", run, "--max-context", 8, "--positions", 20, "--influence",

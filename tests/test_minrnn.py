@@ -104,8 +104,7 @@ def test_mingru_on_a_probe_survives_kills_and_works_with_every_command(tmp_path,
              "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.f", *SHORT_KILL]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 16, "--positions", 20, "--influence",
-                     "--influence-positions", 4],
+                    ["memory", whole, "--max-context", 4, "--positions", 20],
                     ["probe", whole, "--distances", 6, 24, "--episodes", 4],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)

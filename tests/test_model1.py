@@ -94,8 +94,7 @@ def test_model1_runs_on_a_base_run_in_the_original_order_and_survives_kills(tmp_
     assert (np.diff(stage2_p[:40], axis=0) != 0).any() and (stage2_p[40:] == stage2_p[39]).all()
     assert (whole / "tracks" / "model1.stage2.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 10], ["memory", whole, "--max-context", 8,
-                                                                          "--positions", 10, "--influence",
-                                                                          "--influence-positions", 4],
+                                                                          "--positions", 10],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)

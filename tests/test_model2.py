@@ -74,8 +74,7 @@ def test_model2_survives_kills_and_logs_b_loss(tmp_path, small_text, capsys):
                                 ["--text", small_text, *KILL_FLAGS, *flags, "--sample-every", 0])
     assert (whole / "tracks" / "model2.b_loss.bin").stat().st_size > 0
     for command in (["eval", whole], ["sample", whole, "--length", 20], ["memory", whole, "--max-context", 16,
-                                                                         "--positions", 20, "--influence",
-                                                                         "--influence-positions", 4],
+                                                                         "--positions", 20],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
