@@ -14,7 +14,8 @@ four times as long (the window is where a model that reads a window at once
 gains; the characters a step are kept, so each makes as many updates for its
 speed). On `python-stdlib` and on `probe:copy`, `probe:selective-copy` and
 `probe:recall` (their default sizes and distances, 16:1024, or --probe-distance;
---probe-minutes gives the probes a budget of their own). Each run is then measured: `longmem eval`
+--probe-minutes gives the probes a budget of their own, --probe-steps one in steps,
+which is what leaving a probe's plateau takes). Each run is then measured: `longmem eval`
 (test split), `longmem memory --influence` (--max-context, default 4096 on
 python-stdlib and 1024 on the probes), and for a probe `longmem probe` (16, 64,
 256, 1024, 4096 and the trained range's ends). The table is printed and written
@@ -51,13 +52,14 @@ MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
 CORPORA = ["python-stdlib", "probe:copy", "probe:selective-copy", "probe:recall"]
 
 
-def train(run: Path, corpus: str, minutes: float, flags: list) -> Path:
-    """Train `run` on `corpus` for `minutes`; resume it if it holds an unfinished run."""
+def train(run: Path, corpus: str, goal: list, flags: list) -> Path:
+    """Train `run` on `corpus` to `goal` (["--minutes", M] or ["--steps", N]); resume it
+    if it holds an unfinished run."""
     if (run / "config.json").exists():
         if not json.loads(longmem("inspect", run, "--json"))["finished"]:
             longmem("train", "--resume", run, capture=False)
     else:
-        longmem("train", "--corpus", corpus, "--minutes", minutes, "--run-dir", run, *flags, capture=False)
+        longmem("train", "--corpus", corpus, *goal, "--run-dir", run, *flags, capture=False)
     return run
 
 
@@ -101,6 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="wall minutes per run on python-stdlib")
     parser.add_argument("--probe-minutes", type=float, help="wall minutes per run on a probe (default: --minutes)")
+    parser.add_argument("--probe-steps", type=int,
+                        help="steps per run on a probe, in place of minutes: a probe's plateau is left after "
+                             "a number of updates, and the models differ in speed")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--corpora", nargs="+", default=CORPORA, choices=CORPORA)
     parser.add_argument("--max-context", type=int, default=4096, help="memory curve's longest context (python-stdlib)")
@@ -111,8 +116,9 @@ def main() -> None:
     for corpus in args.corpora:
         is_probe = corpus.startswith("probe:")
         minutes = args.probe_minutes if is_probe and args.probe_minutes else args.minutes
+        goal = ["--steps", args.probe_steps] if is_probe and args.probe_steps else ["--minutes", minutes]
         distance = ["--probe-distance", args.probe_distance] if is_probe and args.probe_distance else []
-        runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, minutes, MODELS[model] + distance)
+        runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, goal, MODELS[model] + distance)
                 for model in args.models]
         for run in runs:
             rows.append(measure(run, corpus, 1024 if is_probe else args.max_context))
