@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import __version__, config, engine, lock
+from longmem import __version__, config, engine, lock, signals
 from longmem.errors import UserError
 from longmem.rundir import RunDir
 
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     lock.allow_unlocked = getattr(args, "no_lock", False)
     try:
-        return args.func(args) or 0
+        with signals.Interrupts():
+            return args.func(args) or 0
     except UserError as e:
         print(f"longmem: error: {e}", file=sys.stderr)
         return 1

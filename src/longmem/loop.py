@@ -25,6 +25,7 @@ from longmem.errors import UserError
 from longmem.files import fsync
 from longmem.progress import Progress
 from longmem.rundir import RunDir
+from longmem.signals import StopFlag
 from longmem.step import Trainer
 
 
@@ -113,25 +114,6 @@ def learning_rate(o: OptimConfig, state: TrainState) -> float:
     """The learning rate of the next step: --lr, decayed every --lr-decay-every steps
     and at every plateau of the held-out loss."""
     return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
-
-class StopFlag:
-    """Set by SIGTERM or SIGINT, which raise nothing while it is held: the work stops where
-    it can stop cleanly (training: after the step, with a checkpoint)."""
-
-    def __init__(self):
-        self.signal: int | None = None
-
-    def __enter__(self):
-        self._old = {s: signal.signal(s, self._set) for s in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def _set(self, signum, frame):
-        self.signal = signum
-
-    def __exit__(self, *exc):
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-
 
 def finished(t, step: int, elapsed: float, since_best: int = 0) -> bool:
     """Whether a run with TrainConfig `t` has reached its goal (steps or minutes), or has

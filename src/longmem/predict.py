@@ -12,7 +12,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.tensor.special import log_softmax
 
-from longmem import corpus, engine, track
+from longmem import corpus, engine, signals, track
 from longmem.batches import Streams
 from longmem.config import ModelConfig
 from longmem.corpus import Vocab
@@ -110,6 +110,7 @@ class Predictor:
     def window(self, x: np.ndarray, y: np.ndarray, state: dict):
         """For a window x (T, B) followed by y: log p of the model's targets (T, B), its
         guesses (T, B), the targets (T, B) and the state after the window."""
+        signals.check()
         lp, guess, target, *after = self.window_fn(*x.shape)(x, y, *state.values())
         return (engine.to_numpy(lp), engine.to_numpy(guess), engine.to_numpy(target),
                 dict(zip(state, after)))
@@ -159,6 +160,7 @@ class Predictor:
         for start in range(0, len(codes), seq):
             x = np.ascontiguousarray(codes[start : start + seq, None], dtype=np.int32)  # (T, 1)
             fn, picked = self._internals_fn(x.shape[0], tuple(names or ()), one_number)
+            signals.check()
             after = list(fn(x, *state.values()))
             logs.append(engine.to_numpy(after[0])[:, 0])
             state = dict(zip(state, after[1 : 1 + len(state)]))
@@ -253,6 +255,7 @@ class Predictor:
             _, *state = step(np.array([[code]], np.int32), *state)
         out, code = [], int(codes[-1])
         for _ in range(length):
+            signals.check()
             logits, *state = step(np.array([[code]], np.int32), *state)
             code = sample_code(engine.to_numpy(logits)[0], rng, temperature, top_k)
             out.append(code)

@@ -28,8 +28,8 @@ from longmem.compress.mixing import letter_codes
 from longmem.compress.online import OnlineModel, code_grid, row_length
 from longmem.config import CompressConfig, check_compress
 from longmem.errors import UserError
-from longmem.loop import StopFlag
 from longmem.nets import lstm
+from longmem.signals import StopFlag
 
 __all__ = ["FORMAT", "MAGIC", "Base", "compress", "decompress", "pack", "stats", "unpack"]
 

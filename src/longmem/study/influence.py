@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmem import plot
+from longmem import plot, signals
 from longmem.errors import UserError
 from longmem.predict import Predictor
 
@@ -68,6 +68,7 @@ def by_lag(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, lags: in
         part = chosen[start : start + width]
         padded = np.concatenate([part, np.repeat(part[-1:], width - len(part))])  # one compiled shape
         cols = codes[padded[None, :] + offsets[:, None]].astype(np.int32)  # (lags + 1, width)
+        signals.check()
         norms = np.asarray(fn(cols[:-1], cols[1:]), dtype=np.float64)  # (lags, width), oldest input first
         found.append(norms[::-1, : len(part)].T)  # by lag: 1 (the input just before) .. lags
     return np.concatenate(found)

@@ -1,0 +1,50 @@
+"""Ctrl-C stops a command even when JAX swallows its first KeyboardInterrupt; a StopFlag
+still holds it back for the work to stop where it can."""
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from longmem import engine, signals
+from longmem.config import ModelConfig
+from longmem.corpus import Vocab
+from longmem.nets import NETS
+from longmem.predict import Predictor
+
+
+def swallowed_ctrl_c():
+    """Ctrl-C to this process, its KeyboardInterrupt caught and dropped, as JAX's
+    garbage-collection callback does."""
+    try:
+        signal.raise_signal(signal.SIGINT)
+        for _ in range(100):  # the handler runs between bytecodes, soon after
+            time.sleep(0.001)
+    except KeyboardInterrupt:
+        return
+    raise AssertionError("the SIGINT handler did not run")
+
+
+def test_a_swallowed_ctrl_c_stops_the_next_window(rng):
+    cfg = ModelConfig(hidden=4)
+    predictor = Predictor(engine.share_all(NETS["lstm"].init_params(cfg, 5, rng)), cfg, "JAX")
+    x = np.zeros((3, 2), np.int32)
+    with signals.Interrupts() as held:
+        signals.check()  # nothing pending yet
+        swallowed_ctrl_c()
+        assert held.pending
+        with pytest.raises(KeyboardInterrupt):
+            predictor.window(x, x, predictor.zero_state(2))
+        with pytest.raises(KeyboardInterrupt):
+            predictor.generate(Vocab("abcde"), "a", 3, rng)  # sampling checks before each character
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signals.check()  # Python's own handler again: nothing to raise
+
+
+def test_under_a_stop_flag_ctrl_c_only_sets_the_flag():
+    with signals.Interrupts() as held, signals.StopFlag() as stop:
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(0.01)
+        signals.check()  # the work under the flag decides when to stop
+        assert stop.signal == signal.SIGINT and not held.pending
