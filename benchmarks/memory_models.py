@@ -15,8 +15,8 @@ gains; the characters a step are kept, so each makes as many updates for its
 speed). On `python-stdlib` and on `probe:copy`, `probe:selective-copy` and
 `probe:recall` (their default sizes and distances, 16:1024, or --probe-distance;
 --probe-minutes gives the probes a budget of their own, --probe-steps one in steps,
-which is what leaving a probe's plateau takes). Each run is then measured: `longmem eval`
-(test split), `longmem memory --influence` (--max-context, default 4096 on
+which is what leaving a probe's plateau takes; --steps is python-stdlib's in steps).
+Each run is then measured: `longmem eval` (test split), `longmem memory --influence` (--max-context, default 4096 on
 python-stdlib and 1024 on the probes), and for a probe `longmem probe` (16, 64,
 256, 1024, 4096 and the trained range's ends). The table is printed and written
 to OUT/memory.md; `longmem compare` per corpus writes OUT/compare-<corpus>/ (its
@@ -102,6 +102,9 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="wall minutes per run on python-stdlib")
+    parser.add_argument("--steps", type=int,
+                        help="steps per run on python-stdlib, in place of minutes: a budget that other work on "
+                             "the machine cannot change (e.g. --minutes at a speed measured on a quiet machine)")
     parser.add_argument("--probe-minutes", type=float, help="wall minutes per run on a probe (default: --minutes)")
     parser.add_argument("--probe-steps", type=int,
                         help="steps per run on a probe, in place of minutes: a probe's plateau is left after "
@@ -116,7 +119,8 @@ def main() -> None:
     for corpus in args.corpora:
         is_probe = corpus.startswith("probe:")
         minutes = args.probe_minutes if is_probe and args.probe_minutes else args.minutes
-        goal = ["--steps", args.probe_steps] if is_probe and args.probe_steps else ["--minutes", minutes]
+        steps = args.probe_steps if is_probe else args.steps
+        goal = ["--steps", steps] if steps else ["--minutes", minutes]
         distance = ["--probe-distance", args.probe_distance] if is_probe and args.probe_distance else []
         runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, goal, MODELS[model] + distance)
                 for model in args.models]
