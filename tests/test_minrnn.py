@@ -103,8 +103,8 @@ def test_mingru_on_a_probe_survives_kills_and_works_with_every_command(tmp_path,
     flags = ["--model", "mingru", "--layers", 2, "--corpus", "probe:copy", "--probe-distance", "6:12",
              "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.f", *SHORT_KILL]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
-    for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 4, "--positions", 20],
+    # sampling: the run sampled every 10 steps (TINY), through the predictor `sample` uses
+    for command in (["eval", whole], ["memory", whole, "--max-context", 4, "--positions", 20],
                     ["probe", whole, "--distances", 6, 24, "--episodes", 4],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)

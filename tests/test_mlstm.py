@@ -60,11 +60,10 @@ def test_a_run_survives_kills_and_works_with_every_command(tmp_path, capsys):
     flags = ["--model", "mlstm", "--layers", 1, "--heads", 2, "--corpus", "probe:recall", "--probe-distance", "17:24",
              *TINY, "--eval-chars", 2000, "--track", "block.0.f", "--steps", 30, "--checkpoint-every-steps", 7]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
-    for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 4, "--positions", 20],
+    # sampling: the run sampled every 10 steps (TINY), through the predictor `sample` uses; `guess --show`
+    # reads internals by name as report does, and is run on the LSTM, hmlstm and mingru
+    for command in (["eval", whole], ["memory", whole, "--max-context", 4, "--positions", 20],
                     ["probe", whole, "--distances", 17, 40, "--episodes", 4],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
-    code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "block.0.i[0]")
-    assert code == 0 and "block.0.i[0]" in out, err

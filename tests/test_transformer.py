@@ -79,14 +79,13 @@ def test_a_run_survives_kills_and_works_with_every_command(tmp_path, capsys):
              "--probe-distance", "4:6", "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.lag",
              "--steps", 40, "--checkpoint-every-steps", 7]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
-    for command in (["eval", whole], ["sample", whole, "--length", 20],
-                    ["memory", whole, "--max-context", 4, "--positions", 20],
+    # sampling: the run sampled every 10 steps (TINY), through the predictor `sample` uses; `guess --show`
+    # reads internals by name as report does, and is run on the LSTM, hmlstm and mingru
+    for command in (["eval", whole], ["memory", whole, "--max-context", 4, "--positions", 20],
                     ["probe", whole, "--distances", 5, 24, "--episodes", 4],
                     ["report", whole, "--chars", 140, "-o", tmp_path / "report.html"]):
         code, _, err = run_cli(capsys, *command)
         assert code == 0, (command, err)
-    code, out, err = run_cli(capsys, "guess", whole, "--chars", 30, "--width", 15, "--show", "block.0.lag[0]")
-    assert code == 0 and "block.0.lag[0]" in out, err
     code, out, _ = run_cli(capsys, "inspect", whole)
     assert "heads=2" in out and "context=6" in out
 
