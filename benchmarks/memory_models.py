@@ -35,7 +35,7 @@ import argparse
 import json
 from pathlib import Path
 
-from models import longmem
+from models import longmem, train
 
 from longmem.rundir import RunDir
 from longmem.study import influence, probe
@@ -50,17 +50,6 @@ MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
           "transformer": ["--model", "transformer", "--layers", 3, "--hidden", 120, "--heads", 4, "--context", 256,
                           *LONG]}
 CORPORA = ["python-stdlib", "probe:copy", "probe:selective-copy", "probe:recall"]
-
-
-def train(run: Path, corpus: str, goal: list, flags: list) -> Path:
-    """Train `run` on `corpus` to `goal` (["--minutes", M] or ["--steps", N]); resume it
-    if it holds an unfinished run."""
-    if (run / "config.json").exists():
-        if not json.loads(longmem("inspect", run, "--json"))["finished"]:
-            longmem("train", "--resume", run, capture=False)
-    else:
-        longmem("train", "--corpus", corpus, *goal, "--run-dir", run, *flags, capture=False)
-    return run
 
 
 def measure(run: Path, corpus: str, max_context: int) -> dict:
@@ -122,8 +111,8 @@ def main() -> None:
         steps = args.probe_steps if is_probe else args.steps
         goal = ["--steps", steps] if steps else ["--minutes", minutes]
         distance = ["--probe-distance", args.probe_distance] if is_probe and args.probe_distance else []
-        runs = [train(args.out / f"{model}-{corpus.replace(':', '-')}", corpus, goal, MODELS[model] + distance)
-                for model in args.models]
+        runs = [train(args.out, f"{model}-{corpus.replace(':', '-')}", ["--corpus", corpus], None, *goal,
+                      *MODELS[model], *distance) for model in args.models]
         for run in runs:
             rows.append(measure(run, corpus, 1024 if is_probe else args.max_context))
             influences.setdefault(corpus, {})[run.name] = influence.Influence.of(rows[-1].pop("influence"))

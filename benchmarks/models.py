@@ -60,15 +60,16 @@ def longmem(*argv, capture: bool = True) -> str | None:
     return done.stdout
 
 
-def train(out: Path, name: str, text: str, minutes: float | None, *flags) -> Path:
-    """Train OUT/name (for `minutes`, or as `flags` say); resume it if it holds an unfinished run."""
+def train(out: Path, name: str, source: list, minutes: float | None, *flags) -> Path:
+    """Train OUT/name on `source` (["--text", PATH] or ["--corpus", NAME]) for `minutes`, or as
+    `flags` say; resume it if it holds an unfinished run."""
     run = out / name
     if (run / "config.json").exists():
         if not json.loads(longmem("inspect", run, "--json"))["finished"]:
             longmem("train", "--resume", run, capture=False)
     else:
         limit = ["--minutes", minutes] if minutes is not None else []
-        longmem("train", "--text", text, *limit, "--run-dir", run, *flags, capture=False)
+        longmem("train", *source, *limit, "--run-dir", run, *flags, capture=False)
     return run
 
 
@@ -125,15 +126,15 @@ def main() -> None:
     target = count("lstm", vocab, hidden=256)
     h_hm = matched("hmlstm", vocab, target, layers=3)
     h_m2 = matched("model2", vocab, target)
-    common = ["--seq", args.seq]
-    runs = [train(args.out, "lstm", args.text, args.minutes, *common),
-            train(args.out, "hmlstm", args.text, args.minutes, "--model", "hmlstm", "--layers", 3,
+    common, text = ["--seq", args.seq], ["--text", args.text]
+    runs = [train(args.out, "lstm", text, args.minutes, *common),
+            train(args.out, "hmlstm", text, args.minutes, "--model", "hmlstm", "--layers", 3,
                   "--hidden", h_hm, *common),
-            train(args.out, "model2", args.text, args.minutes, "--model", "model2", "--hidden", h_m2, *common)]
-    base = train(args.out, "model1-stage1", args.text, args.minutes / 2, "--hidden", 200, *common)
+            train(args.out, "model2", text, args.minutes, "--model", "model2", "--hidden", h_m2, *common)]
+    base = train(args.out, "model1-stage1", text, args.minutes / 2, "--hidden", 200, *common)
     base_params = count("lstm", vocab, hidden=200)
     h_m1 = matched("model1", vocab, target + base_params, base_hidden=200)
-    runs.append(train(args.out, "model1", args.text, args.minutes / 2, "--model", "model1", "--base", base,
+    runs.append(train(args.out, "model1", text, args.minutes / 2, "--model", "model1", "--base", base,
                       "--hidden", h_m1, "--stage2-steps", args.stage2_steps, *common))
     print(f"parameters matched to lstm 1 x 256 ({target:,}): hmlstm 3 x {h_hm}, model2 {h_m2} + {2 * h_m2}, "
           f"model1 stages 2 and 3 of {2 * h_m1} and {h_m1} on a base of 200 (its count includes the base)")
@@ -144,9 +145,9 @@ def main() -> None:
 
     # The original's claims are per step: stage 3 against a plain LSTM of its size, model2 against one of A's.
     model1, model2 = runs[3], runs[2]
-    stage3 = train(args.out, f"lstm-{h_m1}", args.text, None, "--hidden", h_m1, "--steps",
+    stage3 = train(args.out, f"lstm-{h_m1}", text, None, "--hidden", h_m1, "--steps",
                    steps_of(model1) - args.stage2_steps, "--eval-every", 100, *common)
-    plain_a = train(args.out, f"lstm-{h_m2}", args.text, None, "--hidden", h_m2, "--steps", steps_of(model2),
+    plain_a = train(args.out, f"lstm-{h_m2}", text, None, "--hidden", h_m2, "--steps", steps_of(model2),
                     *common)
     table = (f"model1's stage 3 ({h_m1} cells, learning from step {args.stage2_steps}) against a plain LSTM of "
              f"its size, validation bpc per step of learning:\n\n{per_step(model1, stage3, args.stage2_steps)}\n"
@@ -156,7 +157,7 @@ def main() -> None:
     print(longmem("compare", model1, stage3, model2, plain_a, "--out", args.out / "per-step"))
 
     if args.seqs:
-        seq_runs = [train(args.out, f"seq-{n}", args.text, None, "--seq", n, "--steps",
+        seq_runs = [train(args.out, f"seq-{n}", text, None, "--seq", n, "--steps",
                           args.seq_chars // (TrainConfig().batch * n))
                     for n in args.seqs]
         print(longmem("compare", *seq_runs, "--out", args.out / "seq"))
