@@ -115,6 +115,7 @@ def learning_rate(o: OptimConfig, state: TrainState) -> float:
     and at every plateau of the held-out loss."""
     return o.lr * o.lr_decay ** (state.step // max(1, o.lr_decay_every)) * state.lr_scale
 
+
 def finished(t, step: int, elapsed: float, since_best: int = 0) -> bool:
     """Whether a run with TrainConfig `t` has reached its goal (steps or minutes), or has
     stopped improving: `since_best` evaluations on schedule without a new best, and
