@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--probe-distance", metavar="LO:HI", help="the probes' training distances (default 16:1024)")
     parser.add_argument("--lr", type=float,
                         help="every run's learning rate (default: longmem's); the run folders are named -lrX")
+    parser.add_argument("--seed", type=int,
+                        help="every run's seed (default: longmem's); the run folders are named -sN")
     parser.add_argument("--out", type=Path, default=Path("runs/memory"))
     args = parser.parse_args()
     rows, probed, influences = [], {}, {}
@@ -114,8 +116,11 @@ def main() -> None:
         goal = ["--steps", steps] if steps else ["--minutes", minutes]
         distance = ["--probe-distance", args.probe_distance] if is_probe and args.probe_distance else []
         rate = ["--lr", args.lr] if args.lr else []
-        runs = [train(args.out, f"{model}{f'-lr{args.lr:g}' if args.lr else ''}-{corpus.replace(':', '-')}",
-                      ["--corpus", corpus], None, *goal, *MODELS[model], *distance, *rate) for model in args.models]
+        seed = ["--seed", args.seed] if args.seed is not None else []
+        suffix = f"{f'-lr{args.lr:g}' if args.lr else ''}{f'-s{args.seed}' if seed else ''}"
+        runs = [train(args.out, f"{model}{suffix}-{corpus.replace(':', '-')}",
+                      ["--corpus", corpus], None, *goal, *MODELS[model], *distance, *rate, *seed)
+                for model in args.models]
         for run in runs:
             rows.append(measure(run, corpus, 1024 if is_probe else args.max_context))
             influences.setdefault(corpus, {})[run.name] = influence.Influence.of(rows[-1].pop("influence"))

@@ -41,6 +41,22 @@ def test_every_row_matches_numpy(rng, monkeypatch):
     unlimited = [_bits(params, codes[:p, None], codes[[p]]) for p in chosen]
     assert curve.unlimited_bpc == pytest.approx(np.mean([b[0][0] for b in unlimited]), rel=1e-5)
     assert curve.positions == 10 and curve.long_context_gain is None
+    excess = bits - np.array([b[0][0] for b in unlimited])  # at the longest context, k = 5
+    assert (curve.lost, curve.lost_gap) == pytest.approx(memory.lost(excess))
+
+
+def test_lost_starts_and_the_warning():
+    share, gap = memory.lost(np.array([9.0, 0.5, -0.5, 0.0]))
+    assert share == 0.25 and gap == pytest.approx(1.0)
+    assert memory.lost(np.array([-1.0, 0.5])) == (0.0, 0.0)
+    fields = dict(contexts=[1, 64], bpc=[5.0, 4.9], accuracy=[0.1, 0.2], unlimited_bpc=2.8, unlimited_accuracy=0.5,
+                  positions=100, seed=0, memory_length=None, long_context_gain=2.1)
+    trapped = memory.Curve(**fields, lost=0.17, lost_gap=1.0)
+    assert "17.0% of positions" in memory.table(trapped) and "warning" in memory.table(trapped)
+    healthy = memory.Curve(**fields, lost=0.002, lost_gap=0.05)
+    assert "0.2% of positions" in memory.table(healthy) and "warning" not in memory.table(healthy)
+    assert "lost" not in memory.table(memory.Curve(**fields))  # stored before the check
+    assert memory.Curve.of(trapped.to_dict()) == trapped
 
 
 def test_summary_figures():

@@ -386,7 +386,10 @@ def cmd_memory(args) -> None:
     reference row ('unlimited') scores them with state carried from the start of
     the held-out text. The curve is stored in the run (memory/), keyed by the
     checkpoint's step and these settings. --influence adds the second view: the
-    gradient of each prediction with respect to each earlier input, by lag.
+    gradient of each prediction with respect to each earlier input, by lag. 'lost
+    starts' is the share of positions that cost over 8 bits more at the longest
+    context than unlimited: starts from the initial state that throw the model off
+    for long, which every row has; from 1% on, the curve is not read as memory.
     """
     from longmem.study import influence, memory
 

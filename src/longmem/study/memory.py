@@ -8,6 +8,15 @@ every k, so the differences between rows are paired and not a matter of
 which positions were drawn. The reference row ("unlimited") scores those
 positions in the ordinary evaluation, with state carried from the start of
 the held-out text.
+
+Every context row starts from the initial state, so a model that some starts
+throw off for long (into a state it does not leave for thousands of characters,
+seen in docs/memory.md) has a curve far above unlimited at every k, which reads
+as a long memory and is not one. Such starts show in the positions themselves:
+at the longest context a share of them costs many bits more than with the whole
+text before them (13-17% over 8 bits, against none for a model without the
+trouble), and those positions make the whole gap. The curve reports that share
+(`lost`) and warns when it is LOST_SHARE or more.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from longmem.predict import Predictor
 
 NEAR = 0.02  # bits: a context is "enough" when its bpc is this close to unlimited
 GAIN_AT = 64  # the long-context gain is bpc at this context minus unlimited
+LOST_BITS = 8.0  # a position is "lost" at a context when it costs this much more than unlimited (1/256 the odds)
+LOST_SHARE = 0.01  # ... and the curve warns when this share of positions is lost at the longest context
 CHUNK = 256  # positions read at once, at most
 # ... and at most this many characters at once (positions x (k + 1)): the window's logits are
 # (k + 1, positions, V) floats, 930 MB for 256 positions at k = 4096 with 222 symbols, and
@@ -50,11 +61,16 @@ class Curve:
     seed: int
     memory_length: int | None  # smallest k within NEAR bits of unlimited, None if none is
     long_context_gain: float | None  # bpc at GAIN_AT minus unlimited, None if not measured
+    # The share of positions lost at the longest context (over LOST_BITS more than unlimited),
+    # and the share of that context's gap over unlimited they make; None in curves stored
+    # before this check.
+    lost: float | None = None
+    lost_gap: float | None = None
 
     @classmethod
     def of(cls, stored: dict) -> Curve:
         """The curve in a stored result (which also holds the settings it was measured with)."""
-        return cls(**{name: stored[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: stored[name] for name in cls.__dataclass_fields__ if name in stored})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,7 +104,16 @@ def measure(predictor: Predictor, codes: np.ndarray, ks: list[int], positions: i
         accuracy.append(float(right.mean()))
     unlimited = float(unlimited_bits.mean())
     return Curve(list(ks), bpc, accuracy, unlimited, float(unlimited_right.mean()), len(chosen), seed,
-                 *summary(ks, bpc, unlimited))
+                 *summary(ks, bpc, unlimited), *lost(bits - unlimited_bits))
+
+
+def lost(excess: np.ndarray) -> tuple[float, float]:
+    """Of the bits each position costs over unlimited at one context: the share of positions
+    lost (over LOST_BITS more) and the share of the total they make (0 when the total is not
+    above 0)."""
+    far = excess > LOST_BITS
+    total = excess.sum()
+    return float(far.mean()), float(excess[far].sum() / total) if total > 0 else 0.0
 
 
 def summary(ks: list[int], bpc: list[float], unlimited: float) -> tuple[int | None, float | None]:
@@ -127,6 +152,14 @@ def table(curve: Curve) -> str:
         lines.append(f"long-context gain {curve.long_context_gain:.3f} bits/char "
                      f"(bpc at {GAIN_AT} characters of context minus unlimited)")
     lines.append(f"over {curve.positions:,} positions (seed {curve.seed}), the same for every context")
+    if curve.lost is not None:
+        lines.append(f"lost starts: {100 * curve.lost:.1f}% of positions cost over {LOST_BITS:g} bits more at "
+                     f"{curve.contexts[-1]} characters of context than unlimited, "
+                     f"{100 * curve.lost_gap:.0f}% of that context's gap")
+    if curve.lost is not None and curve.lost >= LOST_SHARE:
+        lines.append("warning: some starts from the initial state throw this model off for long, and every "
+                     "context row starts there, so the curve measures those starts as well as memory "
+                     "(docs/memory.md, \"Cold starts\")")
     return "\n".join(lines)
 
 
