@@ -41,6 +41,7 @@ def test_every_row_matches_numpy(rng, monkeypatch):
     unlimited = [_bits(params, codes[:p, None], codes[[p]]) for p in chosen]
     assert curve.unlimited_bpc == pytest.approx(np.mean([b[0][0] for b in unlimited]), rel=1e-5)
     assert curve.positions == 10 and curve.long_context_gain is None
+    assert sorted(predictor._windows) == [(7, 1), (7, 4)]  # every k through one window shape, unlimited another
     excess = bits - np.array([b[0][0] for b in unlimited])  # at the longest context, k = 5
     assert (curve.lost, curve.lost_gap) == pytest.approx(memory.lost(excess))
 

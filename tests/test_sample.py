@@ -38,6 +38,7 @@ def test_evaluate_matches_numpy_over_streams_and_a_short_last_window(net, rng):
     guesses = logits.argmax(-1)
     assert result.accuracy == pytest.approx((guesses == y).mean())
     np.testing.assert_array_equal(result.guesses, guesses.T.reshape(-1))
+    assert list(predictor._windows) == [(5, 2)]  # the short last window was padded: one compiled shape
 
 
 def test_generate_is_seeded_and_checks_its_prime(net):

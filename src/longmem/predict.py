@@ -222,15 +222,23 @@ class Predictor:
     def read(self, xs: np.ndarray, ys: np.ndarray, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Streams xs (B, L) followed by ys (B, L), each read from the initial state with
         state carried between windows of `seq` (whole windows, then a shorter last one):
-        log p of the targets, the guesses and the targets, each (B, L)."""
+        log p of the targets, the guesses and the targets, each (B, L).
+
+        A shorter window (the last, or the only one) is padded to `seq` and its padding's
+        outputs dropped, so that one compiled shape reads every text (the models are
+        causal: a position's outputs never read what follows it, and the state after
+        the padding is not used)."""
         state = self.zero_state(len(xs))
         lps, guesses, targets = [], [], []
         for start in range(0, xs.shape[1], seq):
             x, y = (np.ascontiguousarray(a[:, start : start + seq].T, dtype=np.int32) for a in (xs, ys))  # (T, B)
+            real = len(x)
+            if real < seq:
+                x, y = (np.pad(a, ((0, seq - real), (0, 0))) for a in (x, y))
             lp, guess, target, state = self.window(x, y, state)
-            lps.append(lp.T)  # (B, T)
-            guesses.append(guess.T)
-            targets.append(target.T)
+            lps.append(lp[:real].T)  # (B, T)
+            guesses.append(guess[:real].T)
+            targets.append(target[:real].T)
         return tuple(np.concatenate(parts, axis=1) for parts in (lps, guesses, targets))
 
     def generate(

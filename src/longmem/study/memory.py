@@ -36,9 +36,9 @@ GAIN_AT = 64  # the long-context gain is bpc at this context minus unlimited
 LOST_BITS = 8.0  # a position is "lost" at a context when it costs this much more than unlimited (1/256 the odds)
 LOST_SHARE = 0.01  # ... and the curve warns when this share of positions is lost at the longest context
 CHUNK = 256  # positions read at once, at most
-# ... and at most this many characters at once (positions x (k + 1)): the window's logits are
-# (k + 1, positions, V) floats, 930 MB for 256 positions at k = 4096 with 222 symbols, and
-# a 4,096-character curve on python-stdlib peaked at 6.0 GB resident before this bound.
+# ... and at most this many characters a window (positions x seq): the window's logits are
+# (seq, positions, V) floats (a 4,096-character curve on python-stdlib, read then as one
+# window of k + 1, peaked at 6.0 GB resident before this bound).
 WINDOW_CHARS = 1 << 17
 
 
@@ -99,7 +99,7 @@ def measure(predictor: Predictor, codes: np.ndarray, ks: list[int], positions: i
     unlimited_right = guess[0, chosen - 1] == target[0, chosen - 1]
     bpc, accuracy = [], []
     for k in ks:
-        bits, right = _with_context(predictor, codes, chosen, k)
+        bits, right = _with_context(predictor, codes, chosen, k, seq)
         bpc.append(float(bits.mean()))
         accuracy.append(float(right.mean()))
     unlimited = float(unlimited_bits.mean())
@@ -124,18 +124,19 @@ def summary(ks: list[int], bpc: list[float], unlimited: float) -> tuple[int | No
     return (near[0] if near else None), gain
 
 
-def _with_context(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, k: int):
-    """Bits and hits at each chosen position p, reading codes[p - k : p] from a zero state."""
+def _with_context(predictor: Predictor, codes: np.ndarray, chosen: np.ndarray, k: int, seq: int):
+    """Bits and hits at each chosen position p, reading codes[p - k : p] from a zero state
+    in windows of `seq` (every k reads through the same compiled window)."""
     bits, right = [], []
-    width = min(CHUNK, len(chosen), max(1, WINDOW_CHARS // (k + 1)))
+    width = min(CHUNK, len(chosen), max(1, WINDOW_CHARS // seq))
     offsets = np.arange(-k, 1)  # the k inputs and, last, the target
     for start in range(0, len(chosen), width):
         part = chosen[start : start + width]
         padded = np.concatenate([part, np.repeat(part[-1:], width - len(part))])  # one compiled shape
-        cols = codes[padded[None, :] + offsets[:, None]].astype(np.int32)  # (k + 1, width)
-        lp, guess, target, _ = predictor.window(cols[:-1], cols[1:], predictor.zero_state(width))
-        bits.append(-lp[-1, : len(part)].astype(np.float64) / math.log(2))
-        right.append(guess[-1, : len(part)] == target[-1, : len(part)])
+        rows = codes[padded[:, None] + offsets[None, :]]  # (width, k + 1)
+        lp, guess, target = predictor.read(rows[:, :-1], rows[:, 1:], seq)
+        bits.append(-lp[: len(part), -1].astype(np.float64) / math.log(2))
+        right.append(guess[: len(part), -1] == target[: len(part), -1])
     return np.concatenate(bits), np.concatenate(right)
 
 
