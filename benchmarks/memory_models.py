@@ -39,6 +39,7 @@ from models import longmem, train
 
 from longmem.rundir import RunDir
 from longmem.study import influence, probe
+from longmem.study.memory import LOST_SHARE
 
 LONG = ["--batch", 32, "--seq", 256]  # windows of 256, the LSTM's 8,192 characters a step
 MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
@@ -59,7 +60,7 @@ def measure(run: Path, corpus: str, max_context: int) -> dict:
     curve = json.loads(longmem("memory", run, "--max-context", max_context, "--influence", "--json"))
     row = {"run": run.name, "params": shown["params"], "steps": shown["step"], "bpc": evaluated["bpc"],
            "accuracy": evaluated["accuracy"], "memory_length": curve["memory_length"],
-           "max_context": max_context, "long_context_gain": curve["long_context_gain"],
+           "max_context": max_context, "long_context_gain": curve["long_context_gain"], "lost": curve.get("lost"),
            "influence_reach": curve["influence"]["reach"], "influence": curve["influence"]}
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rates = [m["chars_per_s"] for m in metrics if "chars_per_s" in m]
@@ -78,6 +79,8 @@ def markdown(rows: list[dict]) -> str:
              "|---" * 11 + "|"]
     for r in rows:
         length = r["memory_length"] if r["memory_length"] is not None else f"> {r['max_context']}"
+        if (r.get("lost") or 0) >= LOST_SHARE:  # the curve measures cold starts too
+            length = f"{length} (lost starts {r['lost']:.0%})"
         gain = "n/a" if r["long_context_gain"] is None else f"{r['long_context_gain']:.3f}"
         by_distance = ", ".join(f"{d}: {a:.0%}" for d, a in r["probe"].items()) + f" (chance {r['chance']:.0%})" \
             if "probe" in r else ""

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from helpers import TINY, digest, run_cli
+from longmem.study import compare
 
 
 @pytest.fixture
@@ -60,3 +61,9 @@ def test_compare_writes_the_table_and_figures_and_stores_what_it_computed(two_ru
 def test_compare_refuses_unclear_labels(two_runs, tmp_path, capsys):
     code, _, err = run_cli(capsys, "compare", *two_runs, "--out", tmp_path / "o", "--names", "one")
     assert code == 1 and "--names gives 1 labels for 2 runs" in err
+
+
+def test_the_table_says_when_a_memory_length_is_lost_starts():
+    blank = {key: None for key, _, _ in compare.COLUMNS} | {"run": "r", "max_context": 1024}
+    lost = compare.markdown([blank | {"lost": 0.12}, blank | {"lost": 0.0, "memory_length": 64}, blank])
+    assert "| > 1024 (lost starts 12%) |" in lost and "| 64 |" in lost and "| > 1024 |" in lost

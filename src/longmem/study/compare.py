@@ -57,7 +57,7 @@ def row(run: RunDir, label: str, backend: str | None, positions: int, ks: list[i
         "best_val_bpc": None if best is None else float(val["bpc"][best]),
         "best_val_minutes": None if best is None or np.isnan(val["minutes"][best]) else float(val["minutes"][best]),
         "memory_length": curve.memory_length, "long_context_gain": curve.long_context_gain, "probe_reach": reach,
-        "max_context": curve.contexts[-1],
+        "max_context": curve.contexts[-1], "lost": curve.lost,
         "chars_per_s": timed / state["train_seconds"] if state.get("train_seconds") else None,
     }, curve
 
@@ -67,8 +67,11 @@ def markdown(rows: list[dict]) -> str:
              "|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = ["n/a" if r[key] is None else fmt.format(r[key]) for key, _, fmt in COLUMNS]
+        at = [k for k, _, _ in COLUMNS].index("memory_length")
         if r["memory_length"] is None:
-            cells[[k for k, _, _ in COLUMNS].index("memory_length")] = f"> {r['max_context']}"
+            cells[at] = f"> {r['max_context']}"
+        if (r.get("lost") or 0) >= memory.LOST_SHARE:  # the curve measures cold starts too
+            cells[at] += f" (lost starts {r['lost']:.0%})"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
