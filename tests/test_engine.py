@@ -30,13 +30,15 @@ def test_devices_cannot_change_once_jax_has_started():
 
 
 def test_compiled_programs_are_kept_between_commands(tmp_path, small_text):
-    """Without JAX's own setting, XLA's programs go to longmem's cache folder."""
-    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    """Without JAX's own setting, XLA's programs go to longmem's cache folder, every one
+    of them: the step, the evaluation's window and the sampler's step of a tiny model
+    each compile in well under JAX's default threshold of a second."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT"))}
     env["LONGMEM_CACHE_DIR"] = str(tmp_path / "cache")
     subprocess.run([sys.executable, "-m", "longmem", "train", "--text", str(small_text), "--run-dir",
                     str(tmp_path / "r"), *map(str, TINY), "--steps", "3"], env=env, check=True,
                    capture_output=True)
-    assert any((tmp_path / "cache" / "jax").iterdir())
+    assert len(list((tmp_path / "cache" / "jax").glob("*-cache"))) >= 3  # 1 with the default threshold
 
 
 TEMPORARIES = """
