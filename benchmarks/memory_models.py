@@ -39,7 +39,7 @@ from models import longmem, train
 
 from longmem.rundir import RunDir
 from longmem.study import influence, probe
-from longmem.study.memory import LOST_SHARE
+from longmem.study.memory import lost_mark
 
 LONG = ["--batch", 32, "--seq", 256]  # windows of 256, the LSTM's 8,192 characters a step
 MODELS = {"lstm": [], "lstm-2x512": ["--layers", 2, "--hidden", 512],
@@ -79,8 +79,7 @@ def markdown(rows: list[dict]) -> str:
              "|---" * 11 + "|"]
     for r in rows:
         length = r["memory_length"] if r["memory_length"] is not None else f"> {r['max_context']}"
-        if (r.get("lost") or 0) >= LOST_SHARE:  # the curve measures cold starts too
-            length = f"{length} (lost starts {r['lost']:.0%})"
+        length = f"{length}{lost_mark(r.get('lost'))}"  # the curve measures cold starts too
         gain = "n/a" if r["long_context_gain"] is None else f"{r['long_context_gain']:.3f}"
         by_distance = ", ".join(f"{d}: {a:.0%}" for d, a in r["probe"].items()) + f" (chance {r['chance']:.0%})" \
             if "probe" in r else ""

@@ -70,8 +70,7 @@ def markdown(rows: list[dict]) -> str:
         at = [k for k, _, _ in COLUMNS].index("memory_length")
         if r["memory_length"] is None:
             cells[at] = f"> {r['max_context']}"
-        if (r.get("lost") or 0) >= memory.LOST_SHARE:  # the curve measures cold starts too
-            cells[at] += f" (lost starts {r['lost']:.0%})"
+        cells[at] += memory.lost_mark(r.get("lost"))  # the curve measures cold starts too
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -115,6 +115,11 @@ def lost(excess: np.ndarray) -> tuple[float, float]:
     return float(far.mean()), float(excess[far].sum() / total) if total > 0 else 0.0
 
 
+def lost_mark(lost: float | None) -> str:
+    """What a memory length's cell adds when its curve has LOST_SHARE or more lost starts."""
+    return f" (lost starts {lost:.0%})" if (lost or 0) >= LOST_SHARE else ""
+
+
 def summary(ks: list[int], bpc: list[float], unlimited: float) -> tuple[int | None, float | None]:
     """The memory length (the smallest k within NEAR bits of unlimited, None when
     no k is) and the long-context gain (bpc at GAIN_AT minus unlimited)."""
