@@ -20,6 +20,10 @@ A candidate is a set of `longmem train` flags: `none` (--dropout 0 --weight-drop
 `0.1`, `0.2`, `0.3` (both at that value; 0.3 was the default before the automatic
 choice) and `auto` (no flags: the default, which chooses by the expected passes).
 
+`--model NAME` trains that model instead of the LSTM, and `--rates R ...` makes every
+candidate one column per learning rate (`auto lr 0.002`: the candidate's flags and
+`--lr 0.002`), to choose a model's rate on the same grid.
+
 A fixed candidate trains one run per text and is extended budget by budget
 (`longmem train --resume --steps N`: a resumed run is the run it would have been);
 `auto` trains a run per cell, since what it chooses depends on the budget. Each
@@ -87,10 +91,17 @@ def score(run: Path) -> dict:
             "auto": config.get("auto")}
 
 
+def columns(candidates: list[str], rates: list[float] | None) -> dict[str, list]:
+    """Each column's name and its `longmem train` flags: a candidate, or a candidate at a rate."""
+    if not rates:
+        return {c: CANDIDATES[c] for c in candidates}
+    return {f"{c} lr {r:g}": [*CANDIDATES[c], "--lr", r] for c in candidates for r in rates}
+
+
 def table(results: list[dict]) -> str:
     """One row per cell, one column per candidate (test bpc of the last parameters), the best
     of each cell in bold; then each candidate's worst loss against the best of a cell."""
-    names = [c for c in CANDIDATES if any(r["candidate"] == c for r in results)]
+    names = list(dict.fromkeys(r["candidate"] for r in results))
     cells = sorted({(r["text"], r["steps"]) for r in results}, key=lambda c: (list(BUDGETS).index(c[0]), c[1]))
     at = {(r["text"], r["steps"], r["candidate"]): r for r in results}
     lines = ["| text | steps (minutes) | passes | " + " | ".join(names) + " |", "|---" * (len(names) + 3) + "|"]
@@ -109,7 +120,7 @@ def table(results: list[dict]) -> str:
                 continue
             bpc = found[c]["bpc"]
             worst[c] = max(worst[c], bpc - best)
-            shown = f"{bpc:.3f}" + (f" ({found[c]['auto']['dropout']:g})" if c == "auto" else "")
+            shown = f"{bpc:.3f}" + (f" ({found[c]['auto']['dropout']:g})" if c.startswith("auto") else "")
             row.append(f"**{shown}**" if bpc == best else shown)
         lines.append(f"| {text} | {steps:,} ({minutes:g}) | {passes:.1f} | " + " | ".join(row) + " |")
     lines.append("| worst loss against a cell's best | | | " + " | ".join(
@@ -124,22 +135,26 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     parser.add_argument("--texts", nargs="+", choices=list(BUDGETS), default=list(BUDGETS))
     parser.add_argument("--up-to", type=int, help="leave out the budgets of more steps than this")
+    parser.add_argument("--model", default="lstm", help="the model every run trains (default: lstm)")
+    parser.add_argument("--rates", nargs="+", type=float, help="learning rates: each candidate at each")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
     results = [json.loads(line) for line in results_path.read_text().splitlines()] if results_path.exists() else []
     done = {(r["text"], r["steps"], r["candidate"]) for r in results}
-    for candidate in args.candidates:
-        for text in args.texts:
-            flags = source(text, args.out)
-            if flags is None:
-                print(f"defaults: {text} is not on this machine; skipped")
-                continue
+    model = [] if args.model == "lstm" else ["--model", args.model]
+    for text in args.texts:
+        flags = source(text, args.out)
+        if flags is None:
+            print(f"defaults: {text} is not on this machine; skipped")
+            continue
+        for candidate, chosen in columns(args.candidates, args.rates).items():
             for steps, _ in BUDGETS[text]:
                 if (text, steps, candidate) in done or (args.up_to is not None and steps > args.up_to):
                     continue
-                run = args.out / (f"{text}-auto-{steps}" if candidate == "auto" else f"{text}-{candidate}")
-                train(run, steps, [*flags, *CANDIDATES[candidate]])
+                name = candidate.replace(" ", "-")
+                run = args.out / (f"{text}-{name}-{steps}" if candidate.startswith("auto") else f"{text}-{name}")
+                train(run, steps, [*flags, *model, *chosen])
                 result = {"text": text, "steps": steps, "candidate": candidate, **score(run)}
                 results.append(result)
                 with results_path.open("a") as f:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import io
 import json
 import signal
 import struct
@@ -18,6 +19,7 @@ from longmem import compress as lmz
 from longmem.compress import archive as lmz_format
 from longmem.compress import format2, mixing
 from longmem.config import CompressConfig
+from longmem.errors import UserError
 
 SMALL = ["--segments", 4, "--window", 8, "--hidden", 16, "--quiet"]  # tiny and quick
 
@@ -63,13 +65,51 @@ def test_a_text_longer_than_a_window_per_segment_compresses(tmp_path, capsys, sm
 
 
 def test_standard_input_and_output(tmp_path):
+    """Through pipes, in blocks of 4 x 25 symbols: 5 blocks, the last one shorter."""
     data = b"through a pipe " * 30
     args = [sys.executable, "-m", "longmem"]
-    packed = subprocess.run([*args, "compress", "-", *map(str, SMALL)], input=data, capture_output=True,
-                            check=True).stdout
-    assert packed[:4] == lmz.MAGIC
+    packed = subprocess.run([*args, "compress", "-", *map(str, SMALL), "--block", "25"], input=data,
+                            capture_output=True, check=True).stdout
+    assert packed[:4] == lmz.MAGIC and len(lmz.unpack(packed)[1]) == 5
     unpacked = subprocess.run([*args, "decompress", "-", "--quiet"], input=packed, capture_output=True, check=True)
     assert unpacked.stdout == data
+
+
+def test_blocks_stream_and_one_block_codes_as_format_3_did(monkeypatch, tmp_path, capsys):
+    """Format 4 reads and writes a block at a time, the model going on from block to block;
+    a file in one block is coded exactly as format 3 coded it whole, which still decodes.
+    A stream cut inside its last block leaves nothing."""
+    data = "Blöcke über Blöcke, ünd noch einmal. ".encode() * 12
+    settings = CompressConfig(segments=4, window=8, hidden=16)
+    one = lmz.compress(data, settings)
+    monkeypatch.setattr(lmz, "CHUNK", 7)  # read in pieces that cut characters
+    blocked = lmz.compress(data, dataclasses.replace(settings, block=40))
+    monkeypatch.setattr(lmz_format, "FORMAT", 3)
+    old = lmz.compress(data, settings)
+    monkeypatch.undo()
+    assert len(data) == 492 and len(lmz.unpack(one)[1]) == 1
+    assert len(lmz.unpack(blocked)[1]) == 4  # 160, 160, 160 and 12 bytes
+    assert np.array_equal(lmz.unpack(one)[1][0], lmz.unpack(old)[1][0])
+    assert lmz.unpack(old)[0]["stats"] == lmz.unpack(one)[0]["stats"]
+    assert lmz.decompress(old) == lmz.decompress(one) == lmz.decompress(blocked) == data
+    (tmp_path / "b.lmz").write_bytes(blocked[:-40])
+    code, _, err = run_cli(capsys, "decompress", tmp_path / "b.lmz", "--quiet")
+    assert code == 1 and "is truncated" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.lmz"]  # no output, no temporary
+
+
+def test_text_for_a_run_is_read_in_pieces_as_characters(monkeypatch):
+    chars = "aöb✓\n"
+    text = "aö✓b\nöö✓✓a\n" * 3
+    monkeypatch.setattr(lmz, "CHUNK", 5)  # every multi-byte character is cut somewhere
+    source = lmz.Source(io.BytesIO(text.encode()), chars)
+    assert (source.length, source.bytes) == (len(text), len(text.encode()))
+    codes = np.concatenate([source.codes(n) for n in (4, 11, 0, len(text) - 15)])
+    assert codes.tolist() == [chars.index(c) for c in text]
+    with pytest.raises(UserError, match=r"not UTF-8 \(byte 7\)"):
+        lmz.Source(io.BytesIO("aöb✓".encode() + b"\xff"), chars)
+    with pytest.raises(UserError, match="never saw, e.g. 'x'"):
+        lmz.Source(io.BytesIO(b"abx"), chars)
 
 
 @pytest.fixture(scope="module")
@@ -97,29 +137,30 @@ def _damaged(good: bytes, how: str) -> bytes:
         return good[:i] + bytes([good[i] ^ 0x10]) + good[i + 1 :]
     if how == "magic":
         return b"PK\x03\x04" + good[4:]
-    if how == "future":  # a whole archive of a newer format: its checksum holds
-        body = lmz.MAGIC + struct.pack("<H", lmz.FORMAT + 1) + good[6:-4]
-        return body + struct.pack("<I", zlib.crc32(body))
+    if how == "future":  # an archive of a newer format: its header's checksum holds
+        (head_len,) = struct.unpack("<I", good[6:10])
+        fixed = lmz.MAGIC + struct.pack("<H", lmz.FORMAT + 1) + good[6 : 10 + head_len]
+        return fixed + struct.pack("<I", zlib.crc32(fixed)) + good[14 + head_len :]
     raise ValueError(how)
 
 
 def _rewritten(good: bytes, change) -> bytes:
-    """The archive with its JSON header changed by `change(header)` and the checksum
-    made right again, as another writer, a bug or a hostile file would make it."""
+    """The archive with its JSON header changed by `change(header)` and the header's
+    checksum made right again, as another writer, a bug or a hostile file would make it."""
     (head_len,) = struct.unpack("<I", good[6:10])
     header = json.loads(zlib.decompress(good[10 : 10 + head_len]))
     change(header)
     head = zlib.compress(json.dumps(header).encode())
-    body = good[:6] + struct.pack("<I", len(head)) + head + good[10 + head_len : -4]
-    return body + struct.pack("<I", zlib.crc32(body))
+    fixed = good[:6] + struct.pack("<I", len(head)) + head
+    return fixed + struct.pack("<I", zlib.crc32(fixed)) + good[14 + head_len :]
 
 
 @pytest.mark.parametrize("change", [
     lambda h: h.pop("symbols"), lambda h: h["settings"].update(segments=0),
-    lambda h: h["settings"].update(hidden="abc"), lambda h: h.update(length=10**12, bytes=10**12),
+    lambda h: h["settings"].update(hidden="abc"), lambda h: h["settings"].update(block=10**12),
     lambda h: h["settings"].update(window=0), lambda h: h.update(settings=[]),
     lambda h: h["symbols"].update(present="zz"), lambda h: h.update(length=-5),
-], ids=["no symbols", "segments 0", "hidden abc", "length 10**12", "window 0", "settings a list", "bad hex",
+], ids=["no symbols", "segments 0", "hidden abc", "block 10**12", "window 0", "settings a list", "bad hex",
         "negative length"])
 def test_a_malformed_header_with_a_good_checksum_is_one_line(archive, capsys, change):
     """Issue 25, item 3: every field is checked in one place before anything is allocated."""
@@ -129,7 +170,7 @@ def test_a_malformed_header_with_a_good_checksum_is_one_line(archive, capsys, ch
     assert not (archive.parent / "a.txt").exists()
 
 
-@pytest.mark.parametrize("at", [4, 5, 10 + 3])  # the version, and a byte of the payload's length (after the header)
+@pytest.mark.parametrize("at", [4, 5, 10 + 3])  # the version, and a byte of the header's checksum (after it)
 def test_a_flipped_byte_in_the_fixed_header_is_damage(archive, capsys, at):
     """Issue 25, item 12: the checksum is checked first; no "newer format", no absurd length."""
     good = archive.read_bytes()
@@ -151,11 +192,11 @@ def test_bad_archives_are_one_line_and_leave_nothing(archive, capsys, how, said)
 
 
 def test_a_payload_that_decodes_wrong_is_caught_by_the_checksum(archive, capsys):
-    """A damaged archive whose own CRC was recomputed still fails: the original's SHA-256."""
-    good = archive.read_bytes()
-    body = bytearray(good[:-4])
-    body[-5] ^= 0xFF  # inside the coded payload
-    archive.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+    """A damaged archive whose own CRCs were recomputed still fails: the original's SHA-256."""
+    header, payloads = lmz.unpack(archive.read_bytes())
+    payloads[0][-2] ^= 0xFF  # inside the coded payload
+    header["settings"] = vars(header["settings"])
+    archive.write_bytes(lmz.pack(header, payloads))
     code, _, err = run_cli(capsys, "decompress", archive, "--quiet")
     assert code == 1 and "a.txt.lmz" in err and ("checksum" in err or "decoder failed" in err)
     assert not (archive.parent / "a.txt").exists()

@@ -12,6 +12,7 @@ Exit codes: 0 success, 1 a user error (one line on stderr, no traceback),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -563,18 +564,21 @@ def cmd_compress(args) -> None:
 
     Codes each byte with the probability an LSTM gives it, training the LSTM on
     the data as it goes, so that only the archive is needed to decompress. Any
-    file, binary included; - reads standard input (and writes standard output
-    unless -o). Never overwrites a file.
+    file, binary included, of any size: it is read twice (once to count and
+    checksum, once to code), a block at a time; - reads standard input (kept in
+    a temporary file meanwhile) and writes standard output unless -o. Never
+    overwrites a file; an interrupted run leaves none.
     """
-    from longmem.compress import compress, stats, unpack
+    from longmem.compress import compress_stream, stats
 
     out = args.out or ("-" if args.file == "-" else f"{args.file}.lmz")
     _new_file(out)
     settings = config.CompressConfig(**config.overrides(args, config.CompressConfig))
-    archive = compress(_read_input(args.file), settings, _base_run(args.model), quiet=args.quiet)
-    _write_output(out, archive)
+    base = _base_run(args.model)
+    with _seekable_input(args.file) as source, _output_stream(out) as sink:
+        header = compress_stream(source, sink, settings, base, quiet=args.quiet)
     if args.stats:
-        print(stats(unpack(archive)[0]), file=sys.stderr if out == "-" else sys.stdout)
+        print(stats(header), file=sys.stderr if out == "-" else sys.stdout)
 
 
 def decompress_flags(p: argparse.ArgumentParser) -> None:
@@ -587,11 +591,13 @@ def decompress_flags(p: argparse.ArgumentParser) -> None:
 def cmd_decompress(args) -> None:
     """restore a file from its .lmz archive
 
-    Decodes the archive, checks the result against the original's SHA-256 and
-    only then writes it (default: the archive's name without .lmz). Never
-    overwrites a file.
+    Decodes the archive a block at a time, checks the result against the
+    original's SHA-256 and only then puts the file in place (default: the
+    archive's name without .lmz). Never overwrites a file. To standard output
+    (-o -) the data streams out as it is decoded, and a failed check comes
+    after it (exit code 1).
     """
-    from longmem.compress import decompress
+    from longmem.compress import decompress_stream
 
     if args.out:
         out = args.out
@@ -602,31 +608,54 @@ def cmd_decompress(args) -> None:
     else:
         raise UserError(f"{args.file} does not end in .lmz: say where to write with -o")
     _new_file(out)
-    data = decompress(_read_input(args.file), _base_run(args.model), quiet=args.quiet,
-                      name="the archive" if args.file == "-" else args.file)
-    _write_output(out, data)
+    base = _base_run(args.model)
+    with _input(args.file) as source, _output_stream(out) as sink:
+        decompress_stream(source, sink, base, quiet=args.quiet, name="the archive" if args.file == "-" else args.file)
 
 
-def _read_input(name: str) -> bytes:
+@contextlib.contextmanager
+def _input(name: str):
+    """Standard input (-) or a file, to read as a binary stream."""
     from longmem.files import input_file
 
     if name == "-":
         if sys.stdin is None:
             raise UserError("standard input is closed; give a file")
-        return sys.stdin.buffer.read()
-    return input_file(name).read_bytes()
+        yield sys.stdin.buffer
+        return
+    with input_file(name).open("rb") as f:
+        yield f
 
 
-def _write_output(out: str, data: bytes) -> None:
-    """Write to standard output (-) or a new file, whole or not at all."""
-    from longmem.files import atomic_write
+@contextlib.contextmanager
+def _seekable_input(name: str):
+    """As `_input`, seekable: standard input is copied to a temporary file first, a piece
+    at a time."""
+    import shutil
+    import tempfile
+
+    with _input(name) as f:
+        if name != "-":
+            yield f
+            return
+        with tempfile.TemporaryFile() as kept:
+            shutil.copyfileobj(f, kept, 1 << 20)
+            kept.seek(0)
+            yield kept
+
+
+@contextlib.contextmanager
+def _output_stream(out: str):
+    """Standard output (-), or a new file that appears whole when the block ends without
+    an error, or not at all."""
+    from longmem.files import atomic_open
 
     if out == "-":
-        sys.stdout.buffer.write(data)
+        yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    _new_file(out)
-    atomic_write(Path(out), data)
+    with atomic_open(Path(out), before_replace=lambda: _new_file(out)) as f:
+        yield f
 
 
 def _base_run(name: str | None):

@@ -228,6 +228,8 @@ class CompressConfig:
                             "(none: the LSTM alone)", nargs="*")
     memory: int = opt(256, "megabytes of hashed count tables for the context models (decompressing needs "
                       "as much)")
+    block: int = opt(1 << 20, "symbols per segment in a block: the data is read, coded and written --segments "
+                     "x this many symbols at a time, so a file of any size streams (about 4 bytes a symbol)")
 
 
 @dataclass
@@ -275,7 +277,7 @@ RANGES = {
     **{name: (1, None, True, None) for name in (
         "layers", "hidden", "batch", "seq", "log_every", "eval_every", "eval_chars",
         "checkpoint_every_steps", "keep", "track_every", "track_max", "lr_decay_every", "lr_patience",
-        "letters", "passes", "hidden_b", "segments", "window")},
+        "letters", "passes", "hidden_b", "segments", "window", "block")},
     "replay": (0, None, True, None),
     "memory": (1, 65536, True, True),
     "seed": (0, None, True, None),  # numpy's generators take no negative seed

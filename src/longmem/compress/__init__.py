@@ -15,23 +15,26 @@ nothing but the archive is needed to decode.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import hashlib
+import io
 import sys
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
 from longmem.compress import archive
-from longmem.compress.archive import FORMAT, MAGIC, describe, differs, fingerprint, pack, unpack
+from longmem.compress.archive import FORMAT, MAGIC, describe, differs, fingerprint, most_words, pack, unpack
 from longmem.compress.mixing import letter_codes
-from longmem.compress.online import OnlineModel, code_grid, row_length
+from longmem.compress.online import OnlineModel, blocks, code_grid, row_length
 from longmem.config import CompressConfig, check_compress
 from longmem.errors import UserError
 from longmem.nets import lstm
 from longmem.signals import StopFlag
 
-__all__ = ["FORMAT", "MAGIC", "Base", "compress", "decompress", "pack", "stats", "unpack"]
+__all__ = ["FORMAT", "MAGIC", "Base", "compress", "compress_stream", "decompress", "decompress_stream", "pack",
+           "stats", "unpack"]
 
 LARGE = 300_000  # bytes: a progress bar above this
 
@@ -44,62 +47,142 @@ class Base(NamedTuple):
     chars: str  # its vocabulary
 
 
-def byte_symbols(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes present (sorted) and the data as indices into them."""
-    raw = np.frombuffer(data, dtype=np.uint8)
-    present = np.flatnonzero(np.bincount(raw, minlength=256))
-    lookup = np.zeros(256, np.uint8)
-    lookup[present] = np.arange(len(present))
-    return present.astype(np.uint8), lookup[raw]
+CHUNK = 1 << 20  # bytes read at a time
+
+
+class Source:
+    """The data to compress, from a seekable binary file, read a piece at a time: first
+    scanned whole (its length, SHA-256 and symbols), then read again as codes, a block at a
+    time. As bytes (the symbols present, sorted) or, with `chars`, as a run's characters
+    (it must be UTF-8 made of them only)."""
+
+    def __init__(self, file: BinaryIO, chars: str | None = None):
+        self.file, self.chars = file, chars
+        digest, self.bytes, counts, length = hashlib.sha256(), 0, np.zeros(256, np.int64), 0
+        index = None if chars is None else {ch: i for i, ch in enumerate(chars)}
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        file.seek(0)
+        while piece := file.read(CHUNK):
+            digest.update(piece)
+            if index is None:
+                counts += np.bincount(np.frombuffer(piece, np.uint8), minlength=256)
+            else:
+                length += len(_known(_decoded(decoder, piece, self.bytes), index))
+            self.bytes += len(piece)
+        if index is not None:
+            _decoded(decoder, b"", self.bytes, final=True)
+        self.sha256 = digest.hexdigest()
+        if index is None:
+            self.present = np.flatnonzero(counts).astype(np.uint8)
+            self.lookup = np.zeros(256, np.uint8)
+            self.lookup[self.present] = np.arange(len(self.present))
+            self.length = self.bytes
+        else:
+            self.index, self.length = index, length
+        file.seek(0)
+        self.decoder, self.pending = codecs.getincrementaldecoder("utf-8")(), ""
+
+    def codes(self, n: int) -> np.ndarray:
+        """The next `n` symbols' codes."""
+        if self.chars is None:
+            return self.lookup[np.frombuffer(self.file.read(n), np.uint8)]
+        while len(self.pending) < n:
+            self.pending += self.decoder.decode(self.file.read(CHUNK), final=False)
+        text, self.pending = self.pending[:n], self.pending[n:]
+        return np.fromiter((self.index[ch] for ch in text), dtype=np.int32, count=n)
+
+
+def _decoded(decoder, piece: bytes, offset: int, final: bool = False) -> str:
+    """`piece` (at byte `offset` of the data) decoded as UTF-8, or a UserError."""
+    before = len(decoder.getstate()[0])
+    try:
+        return decoder.decode(piece, final=final)
+    except UnicodeDecodeError as e:
+        raise UserError(f"--model codes text in the run's characters, and this is not UTF-8 "
+                        f"(byte {offset - before + e.start})") from None
+
+
+def _known(text: str, index: dict) -> str:
+    missing = sorted(set(text) - set(index))
+    if missing:
+        raise UserError(f"--model: the data has characters the run never saw, e.g. {missing[0]!r}; "
+                        "compress it without --model")
+    return text
 
 
 def compress(data: bytes, settings: CompressConfig, base: Base | None = None, quiet: bool = True) -> bytes:
-    """The archive of `data`, optionally starting from a trained run's LSTM."""
+    """The archive of `data`, whole (`compress_stream` writes it as it goes)."""
+    sink = io.BytesIO()
+    compress_stream(io.BytesIO(data), sink, settings, base, quiet)
+    return sink.getvalue()
+
+
+def compress_stream(file: BinaryIO, sink: BinaryIO, settings: CompressConfig, base: Base | None = None,
+                    quiet: bool = True) -> dict:
+    """Write the archive of the seekable `file` to `sink`, a block at a time, optionally
+    starting from a trained run's LSTM; return its header, with the statistics."""
     check_compress(settings)
     if base is None:
-        table, codes = byte_symbols(data)
-        symbols = {"kind": "bytes", "present": bytes(table).hex()}
-        n_symbols, params, letters = len(table), None, letter_codes(table)
+        source = Source(file)
+        symbols = {"kind": "bytes", "present": bytes(source.present).hex()}
+        n_symbols, params, letters = len(source.present), None, letter_codes(source.present)
     else:
         layers, hidden = lstm.sizes(base.params)
         settings = dataclasses.replace(settings, hidden=hidden, layers=layers)
-        codes = _run_codes(data, base.chars)
+        source = Source(file, base.chars)
         symbols = {"kind": "run", "digest": base.digest}
         n_symbols, params, letters = len(base.chars), lstm.add_symbol(base.params), letter_codes(base.chars)
-    coder, family = _coder("encode")
-    length = len(codes)
-    bits_per_tenth, counts = np.zeros(10), np.zeros(10)  # bits and symbols per tenth of the coding
-    row = row_length(length, settings)
-    grid = np.zeros(settings.segments * row, _code_type(n_symbols))
-    grid[:length] = codes
-    grid = grid.reshape(settings.segments, row)
-    bar = _progress(len(data), quiet, "compress")
-
-    def column(t, probabilities, real):
-        chosen = grid[:, t]
-        if real.any():
-            coder.encode(chosen[real].astype(np.int32), family, probabilities[real])
-            bits = -np.log2(probabilities[real, chosen[real]])
-            bits_per_tenth[t * 10 // row] += bits.sum()
-            counts[t * 10 // row] += real.sum()
-            bar.update(int(real.sum()))
-            bar.set_postfix({"bits/symbol": f"{bits_per_tenth.sum() / max(1, bar.n):.3f}"}, refresh=False)
-        return chosen
-
     fmt = archive.FORMAT  # read now: a test makes archives of an earlier format
-    _run(lambda: OnlineModel(settings, n_symbols, params, letters, fmt), n_symbols, length, column, bar)
-    header = {
-        "format": fmt, "settings": dataclasses.asdict(settings), "symbols": symbols, "length": length,
-        "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "fingerprint": fingerprint(),
-        "stats": {"bits": round(float(bits_per_tenth.sum()), 1),
-                  "deciles": [round(float(b / c), 4) if c else None for b, c in zip(bits_per_tenth, counts)]},
-    }
-    return pack(header, coder.get_compressed())
+    length, sizes = source.length, blocks(source.length, settings, fmt)
+    header = {"format": fmt, "settings": dataclasses.asdict(settings), "symbols": symbols, "length": length,
+              "bytes": source.bytes, "sha256": source.sha256, "fingerprint": fingerprint()}
+    writer = archive.Writer(sink, header, fmt)
+    columns = sum(row_length(size, settings) for size in sizes)
+    bits_per_tenth, counts = np.zeros(10), np.zeros(10)  # bits and symbols per tenth of the coding
+    bar = _progress(source.bytes, quiet, "compress")
+
+    def block(code, size, done):
+        grid = np.zeros(settings.segments * row_length(size, settings), _code_type(n_symbols))
+        grid[:size] = source.codes(size)
+        grid = grid.reshape(settings.segments, -1)
+        coder, family = _coder("encode")
+
+        def column(t, probabilities, real):
+            chosen = grid[:, t]
+            if real.any():
+                coder.encode(chosen[real].astype(np.int32), family, probabilities[real])
+                bits = -np.log2(probabilities[real, chosen[real]])
+                tenth = (done + t) * 10 // columns
+                bits_per_tenth[tenth] += bits.sum()
+                counts[tenth] += real.sum()
+                bar.update(int(real.sum()))
+                bar.set_postfix({"bits/symbol": f"{bits_per_tenth.sum() / max(1, counts.sum()):.3f}"}, refresh=False)
+            return chosen
+
+        code(size, column)
+        writer.block(coder.get_compressed())
+
+    _run(lambda: OnlineModel(settings, n_symbols, params, letters, fmt), settings, n_symbols, sizes, block, bar)
+    stats = {"bits": round(float(bits_per_tenth.sum()), 1),
+             "deciles": [round(float(b / c), 4) if c else None for b, c in zip(bits_per_tenth, counts)]}
+    writer.close(stats)
+    return header | {"stats": stats}
 
 
-def decompress(archive: bytes, base: Base | None = None, quiet: bool = True, name: str = "the archive") -> bytes:
-    """The original data of an archive, checked against its SHA-256."""
-    header, payload = unpack(archive, name)
+def decompress(packed: bytes, base: Base | None = None, quiet: bool = True, name: str = "the archive") -> bytes:
+    """The original data of a whole archive, checked against its SHA-256."""
+    sink = io.BytesIO()
+    decompress_stream(io.BytesIO(packed), sink, base, quiet, name)
+    return sink.getvalue()
+
+
+def decompress_stream(file: BinaryIO, sink: BinaryIO, base: Base | None = None, quiet: bool = True,
+                      name: str = "the archive") -> None:
+    """Decode the archive read from `file`, writing the data to `sink` a block at a time,
+    and check it against its SHA-256 at the end (a UserError if it fails: the caller
+    keeps or drops what was written)."""
+    reader = archive.Reader(file, name)
+    header = reader.header
     settings, symbols, length = header["settings"], header["symbols"], header["length"]
     if symbols["kind"] == "run":
         if base is None:
@@ -119,26 +202,35 @@ def decompress(archive: bytes, base: Base | None = None, quiet: bool = True, nam
     if elsewhere:
         print(f"longmem: warning: {name} was made with {describe(header['fingerprint'])}, this is "
               f"{describe(here)}; if the floats differ, decoding fails", file=sys.stderr)
-    decoder, family = _coder("decode", payload)
-    grid = np.zeros((settings.segments, row_length(length, settings)), _code_type(n_symbols))
+    sizes = blocks(length, settings, reader.version)
+    payloads = reader.payloads(len(sizes), most_words(settings))
+    digest = hashlib.sha256()
     bar = _progress(header.get("bytes", length), quiet, "decompress")
 
-    def column(t, probabilities, real):
-        if real.any():
-            grid[real, t] = decoder.decode(family, probabilities[real])
-            bar.update(int(real.sum()))
-        return grid[:, t]
+    def block(code, size, done):
+        decoder, family = _coder("decode", next(payloads))
+        grid = np.zeros((settings.segments, row_length(size, settings)), _code_type(n_symbols))
 
-    try:
-        _run(lambda: OnlineModel(settings, n_symbols, params, letters, header["format"]), n_symbols, length, column,
-             bar)
-    except (ValueError, RuntimeError) as e:
-        raise UserError(_mismatch(name, elsewhere, f"the decoder failed: {e}")) from None
-    codes = grid.reshape(-1)[:length]
-    data = bytes(table[codes]) if symbols["kind"] == "bytes" else "".join(base.chars[c] for c in codes).encode()
-    if hashlib.sha256(data).hexdigest() != header["sha256"]:
+        def column(t, probabilities, real):
+            if real.any():
+                grid[real, t] = decoder.decode(family, probabilities[real])
+                bar.update(int(real.sum()))
+            return grid[:, t]
+
+        try:
+            code(size, column)
+        except (ValueError, RuntimeError) as e:
+            raise UserError(_mismatch(name, elsewhere, f"the decoder failed: {e}")) from None
+        codes = grid.reshape(-1)[:size]
+        data = bytes(table[codes]) if symbols["kind"] == "bytes" else "".join(base.chars[c] for c in codes).encode()
+        digest.update(data)
+        sink.write(data)
+
+    _run(lambda: OnlineModel(settings, n_symbols, params, letters, reader.version), settings, n_symbols, sizes,
+         block, bar)
+    reader.trailer()
+    if digest.hexdigest() != header["sha256"]:
         raise UserError(_mismatch(name, elsewhere, "the decoded data does not match its checksum"))
-    return data
 
 
 def _code_type(n_symbols: int):
@@ -157,22 +249,30 @@ def _coder(direction: str, payload: np.ndarray | None = None):
     return constriction.stream.queue.RangeDecoder(payload), family
 
 
-def _run(model, n_symbols: int, length: int, column, bar) -> None:
-    """Code the grid with a fresh online model, `model()` (nothing to code with one symbol
-    or none), then close the progress bar. SIGINT and SIGTERM stop it between columns: an
-    interrupt raised wherever Python happens to be can land in one of JAX's garbage-collection
-    callbacks, which swallow it, and the coding went on to the end."""
-
-    def checked(t, probabilities, real):
-        if stop.signal is not None:
-            raise KeyboardInterrupt
-        return column(t, probabilities, real)
-
+def _run(model, settings: CompressConfig, n_symbols: int, sizes: list[int], block, bar) -> None:
+    """Code the blocks of `sizes` symbols in order, `block(code, size, columns before it)`,
+    where `code(size, column)` runs one online model, made by `model()`, over a block's grid
+    (nothing to predict with one symbol or none: then it does nothing); then close the
+    progress bar. SIGINT and SIGTERM stop it between columns: an interrupt raised wherever
+    Python happens to be can land in one of JAX's garbage-collection callbacks, which
+    swallow it, and the coding went on to the end."""
     try:
         with StopFlag() as stop:
-            if length and n_symbols > 1:
-                made = model()
-                code_grid(made, made.settings, length, checked)
+            made = model() if sizes and n_symbols > 1 else None
+
+            def code(size, column):
+                def checked(t, probabilities, real):
+                    if stop.signal is not None:
+                        raise KeyboardInterrupt
+                    return column(t, probabilities, real)
+
+                if made is not None:
+                    code_grid(made, settings, size, checked)
+
+            done = 0
+            for size in sizes:
+                block(code, size, done)
+                done += row_length(size, settings)
             if stop.signal is not None:
                 raise KeyboardInterrupt
     finally:
@@ -183,21 +283,6 @@ def _mismatch(name: str, elsewhere: bool, what: str) -> str:
     cause = ("most likely because this machine computes the model's floats differently (see the warning "
              "above): decompress it where it was made") if elsewhere else "the archive is damaged"
     return f"{name}: {what}; {cause}"
-
-
-def _run_codes(data: bytes, chars: str) -> np.ndarray:
-    """The data as codes of a run's characters; it must be UTF-8 made of them only."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"--model codes text in the run's characters, and this is not UTF-8 (byte {e.start})") \
-            from None
-    index = {ch: i for i, ch in enumerate(chars)}
-    missing = sorted(set(text) - set(index))
-    if missing:
-        raise UserError(f"--model: the data has characters the run never saw, e.g. {missing[0]!r} "
-                        f"({len(missing)} in all); compress it without --model")
-    return np.fromiter((index[ch] for ch in text), dtype=np.int32, count=len(text))
 
 
 def stats(header: dict) -> str:

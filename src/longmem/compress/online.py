@@ -1,8 +1,9 @@
 """The online model both sides of `longmem compress` run, and the grid it codes.
 
-The data is cut into `segments` equal rows coded in lockstep (one batched
-step per column); after each `window` columns both sides train one step on
-them (truncated backpropagation from the state at the window's start), and
+The data is coded in blocks (`blocks`), one after another by the same model,
+each cut into `segments` equal rows coded in lockstep (one batched step per
+column); after each `window` columns both sides train one step on them
+(truncated backpropagation from the state at the window's start), and
 `replay` more steps on earlier windows drawn from a seeded generator. The
 decoder can only go one column at a time, so the encoder does too: both get
 their probabilities from the same compiled function, called in the same
@@ -82,14 +83,24 @@ class OnlineModel:
         self.steps += 1
 
 
+def blocks(length: int, settings: CompressConfig, fmt: int = FORMAT) -> list[int]:
+    """Symbols in each block, coded one after the other by the same model: segments x
+    block symbols each, the last one shorter (before format 4, the whole data is one)."""
+    if fmt < 4:
+        return [length] if length else []
+    size = settings.segments * settings.block
+    return [min(size, length - start) for start in range(0, length, size)]
+
+
 def row_length(length: int, settings: CompressConfig) -> int:
     """Symbols per segment: the data cut into `segments` equal rows (the last ones padded)."""
     return -(-length // settings.segments)
 
 
 def code_grid(model: OnlineModel, settings: CompressConfig, length: int, column) -> None:
-    """Run the model over the grid of `length` symbols in `segments` rows; `column(t,
-    probabilities (B, V), real (B,) bool)` returns the codes of column t (0 where not real)."""
+    """Run the model over the grid of a block of `length` symbols in `segments` rows;
+    `column(t, probabilities (B, V), real (B,) bool)` returns the codes of column t (0 where
+    not real). Each row starts from the start symbol, in the state the block before left."""
     B, T = settings.segments, settings.window
     row = row_length(length, settings)
     x = np.full(B, model.start, np.int32)
