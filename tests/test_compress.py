@@ -112,6 +112,16 @@ def test_text_for_a_run_is_read_in_pieces_as_characters(monkeypatch):
         lmz.Source(io.BytesIO(b"abx"), chars)
 
 
+@pytest.mark.parametrize("change", [b"b", b"z"], ids=["a byte it has", "a byte it lacks"])
+def test_a_file_that_changes_between_the_two_readings_is_refused(change):
+    data = io.BytesIO(b"abcabc")
+    source = lmz.Source(data)
+    data.getbuffer()[0] = change[0]
+    with pytest.raises(UserError, match="changed while it was being compressed"):
+        source.codes(6)
+        source.check_unchanged()
+
+
 @pytest.fixture(scope="module")
 def good_archive(tmp_path_factory) -> bytes:
     """One archive for the tests that damage it (compressing once saves compiling)."""

@@ -80,16 +80,38 @@ class Source:
         else:
             self.index, self.length = index, length
         file.seek(0)
-        self.decoder, self.pending = codecs.getincrementaldecoder("utf-8")(), ""
+        self.decoder, self.pending, self.again = codecs.getincrementaldecoder("utf-8")(), "", hashlib.sha256()
 
     def codes(self, n: int) -> np.ndarray:
         """The next `n` symbols' codes."""
         if self.chars is None:
-            return self.lookup[np.frombuffer(self.file.read(n), np.uint8)]
+            piece = self.file.read(n)
+            self.again.update(piece)
+            raw = np.frombuffer(piece, np.uint8)
+            if len(raw) < n or np.any(self.present[self.lookup[raw]] != raw):
+                raise self.changed()
+            return self.lookup[raw]
         while len(self.pending) < n:
-            self.pending += self.decoder.decode(self.file.read(CHUNK), final=False)
+            piece = self.file.read(CHUNK)
+            if not piece:
+                raise self.changed()
+            self.again.update(piece)
+            self.pending += self.decoder.decode(piece, final=False)
         text, self.pending = self.pending[:n], self.pending[n:]
-        return np.fromiter((self.index[ch] for ch in text), dtype=np.int32, count=n)
+        try:
+            return np.fromiter((self.index[ch] for ch in text), dtype=np.int32, count=n)
+        except KeyError:
+            raise self.changed() from None
+
+    def check_unchanged(self) -> None:
+        """Once every symbol has been read: the data read the second time was the first's."""
+        self.again.update(self.file.read())
+        if self.again.hexdigest() != self.sha256:
+            raise self.changed()
+
+    @staticmethod
+    def changed() -> UserError:
+        return UserError("the input changed while it was being compressed; compress it again")
 
 
 def _decoded(decoder, piece: bytes, offset: int, final: bool = False) -> str:
@@ -163,6 +185,7 @@ def compress_stream(file: BinaryIO, sink: BinaryIO, settings: CompressConfig, ba
         writer.block(coder.get_compressed())
 
     _run(lambda: OnlineModel(settings, n_symbols, params, letters, fmt), settings, n_symbols, sizes, block, bar)
+    source.check_unchanged()
     stats = {"bits": round(float(bits_per_tenth.sum()), 1),
              "deciles": [round(float(b / c), 4) if c else None for b, c in zip(bits_per_tenth, counts)]}
     writer.close(stats)
