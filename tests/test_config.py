@@ -68,3 +68,13 @@ def test_weight_drop_is_the_lstm_s(tmp_path):
     args = build_parser().parse_args(["train", "--model", "hmlstm", "--weight-drop", "0.2"])
     with pytest.raises(UserError, match="--weight-drop is for --model lstm, not hmlstm"):
         config.validate(config.from_args(args))
+
+
+def test_the_learning_rate_is_the_model_s_own_unless_given():
+    """mingru trains at 0.002 (at 0.005 it stayed on copy's plateau), the others at 0.005."""
+    from longmem.config import ModelConfig
+
+    rates = [config.validate(RunConfig(model=ModelConfig(model=m))).optim.lr for m in ("lstm", "mingru", "mlstm")]
+    given = config.validate(RunConfig(model=ModelConfig(model="mingru"), optim=OptimConfig(lr=0.01)))
+    assert rates == [config.LR, 0.002, config.LR] and config.LR == 0.005 and given.optim.lr == 0.01
+    assert RunConfig.from_dict(given.to_dict()).optim.lr == 0.01  # config.json keeps what was chosen

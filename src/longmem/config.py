@@ -18,6 +18,7 @@ from pathlib import Path
 from longmem.errors import UserError
 
 DEFAULT_STEPS = 2000  # when neither --steps nor --minutes is given
+LR = 5e-3  # --lr when not given, for a net that declares none (its LR)
 PLATEAU = 0.5  # --lr-plateau on a text, when not given (a probe's is 1: see OptimConfig)
 PROBE_PREFIX = "probe:"  # --corpus probe:NAME
 FORMAT = 1  # of the configuration saved in config.json and in checkpoints
@@ -97,7 +98,8 @@ class OptimConfig:
     optimizer: str = opt(
         "rmsprop", "update rule", choices=registry("longmem.optim", "RULES")
     )
-    lr: float = opt(5e-3, "learning rate")
+    lr: float | None = opt(None, "learning rate (default: the model's own: 0.002 for mingru, 0.005 for the "
+                           "others)")
     lr_decay: float = opt(1.0, "multiply the learning rate by this every --lr-decay-every steps")
     lr_decay_every: int = opt(1000, "steps between learning-rate decays")
     lr_plateau: float | None = opt(
@@ -374,6 +376,8 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise UserError(f"--{f.name.replace('_', '-')} is for --model {', '.join(readers)}, "
                             f"not {cfg.model.model}")
     check_fractions(cfg.data.val_fraction, cfg.data.test_fraction)
+    if cfg.optim.lr is None:
+        cfg.optim.lr = getattr(_nets().get(cfg.model.model), "LR", LR)
     if cfg.optim.lr_plateau is None:
         cfg.optim.lr_plateau = 1.0 if cfg.data.is_probe else PLATEAU
     if cfg.train.steps is None and cfg.train.minutes is None:

@@ -50,6 +50,9 @@ A model module has:
         about how many values training keeps of each position of a window of T,
         per stream, for the gradient (launch refuses a model that would not fit
         in memory; default: ten per unit of the state, right for the LSTMs)
+    LR: float (optional, default config.LR)
+        the learning rate it trains at when --lr is not given (measured per
+        model: docs/memory.md)
     OPTIONS: set[str] (optional, default none)
         the model options it reads among the ModelConfig fields marked
         `per_net` (--weight-drop): the others are off for it, and refused
