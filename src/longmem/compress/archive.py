@@ -16,6 +16,7 @@ header (with the statistics), payload length, payload, CRC-32 of everything befo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -151,7 +152,7 @@ class Reader:
             yield from self._payloads
             return
         for _ in range(count):
-            (words,) = struct.unpack("<Q", self._take(8, start=True))
+            (words,) = struct.unpack("<Q", self._take(8))
             if words > most:
                 raise UserError(f"{self.name} is damaged (a block's length is impossible)")
             rest = self._take(4 * words + 4)
@@ -163,7 +164,7 @@ class Reader:
         """The statistics, once every payload has been read; then the archive must end."""
         if self._stats is not None:
             return self._stats
-        (length,) = struct.unpack("<I", self._take(4, start=True))
+        (length,) = struct.unpack("<I", self._take(4))
         if length > PART_MAX:
             raise UserError(f"{self.name} is damaged (its trailer's length is impossible)")
         rest = self._take(length + 4)
@@ -177,8 +178,8 @@ class Reader:
             raise UserError(f"{self.name} has a trailer this longmem cannot read (stats)")
         return stats
 
-    def _take(self, n: int, start: bool = False) -> bytes:
-        """The next `n` bytes; fewer is a truncated archive (`start`: none at all is, too)."""
+    def _take(self, n: int) -> bytes:
+        """The next `n` bytes; fewer is a truncated archive."""
         data = self.source.read(n)
         if len(data) < n:
             raise UserError(f"{self.name} is truncated")
@@ -197,8 +198,6 @@ def _json(packed: bytes, part: str, name: str) -> dict:
 
 def pack(header: dict, payloads: list[np.ndarray]) -> bytes:
     """A whole archive in the format FORMAT names now (`header` holds the statistics)."""
-    import io
-
     sink = io.BytesIO()
     writer = Writer(sink, {k: v for k, v in header.items() if k != "stats"}, FORMAT)
     for payload in payloads:
@@ -209,8 +208,6 @@ def pack(header: dict, payloads: list[np.ndarray]) -> bytes:
 
 def unpack(archive: bytes, name: str = "the archive") -> tuple[dict, list[np.ndarray]]:
     """The header (with the statistics) and payloads of a whole archive."""
-    import io
-
     from longmem.compress.online import blocks
 
     reader = Reader(io.BytesIO(archive), name)
