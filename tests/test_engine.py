@@ -72,3 +72,32 @@ def test_large_temporaries_are_reused_between_calls(how, user, reused):
                          capture_output=True, text=True).stdout
     faults = int(out.split()[-1])  # a fresh 64 MB block faults in 16,384 pages of 4 KB
     assert faults < 2000 if reused else faults > 10000, faults
+
+
+def test_a_graph_compiled_again_is_copied_with_its_own_shared_variables(monkeypatch):
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+
+    rewrites = []
+    real = pytensor.function
+    monkeypatch.setattr(pytensor, "function", lambda *a, **k: rewrites.append(1) or real(*a, **k))
+    monkeypatch.setattr(engine, "_COMPILED", {})
+
+    def compiled(start, scale=2.0, mode="JAX"):
+        w, x = engine.shared(np.full(3, start, np.float32), "w"), pt.vector("x", shape=(3,))
+        fn = engine.compile_function([x], (w * x).sum() * scale, mode, updates=[(w, w + x)])
+        return w, fn
+
+    w1, f1 = compiled(1.0)
+    w2, f2 = compiled(10.0)  # the same graph on other values: copied, not compiled
+    assert len(rewrites) == 1
+    ones = np.ones(3, np.float32)
+    assert float(f2(ones)) == 60.0 and float(f1(ones)) == 6.0  # each reads and updates its own w
+    assert w1.get_value().tolist() == [2.0] * 3 and w2.get_value().tolist() == [11.0] * 3
+    compiled(1.0, scale=3.0)  # another constant
+    monkeypatch.setattr(engine, "COMPILED_KEPT", 1)
+    compiled(1.0, mode=engine.step_mode("JAX"))  # another mode; only it is kept
+    assert len(rewrites) == 3 and len(engine._COMPILED) == 1
+    compiled(1.0)
+    assert len(rewrites) == 4

@@ -226,16 +226,80 @@ def inputs(arrays: dict[str, np.ndarray]) -> dict:
     return {name: pt.tensor(name, dtype=str(a.dtype), shape=a.shape) for name, a in arrays.items()}
 
 
+# Functions compiled in this process, by the graph they were compiled from (see
+# `compile_function`), the most recently used last; at most COMPILED_KEPT of them.
+_COMPILED: dict = {}
+COMPILED_KEPT = 16
+
+
 def compile_function(inputs, outputs, mode, updates=None, name: str | None = None, unused_ok: bool = False):
     """Compile a PyTensor function in `mode` (a name, or a Mode such as `step_mode`'s;
     one function per input shape). An input the outputs do not read is a wiring
-    mistake, unless `unused_ok` says it may be one (a net that ignores some input)."""
+    mistake, unless `unused_ok` says it may be one (a net that ignores some input).
+
+    A graph that this process compiled before (the same operations on inputs of
+    the same types, the same constants, shared variables of the same types in
+    the same places, the same mode) is not rewritten again: the earlier function
+    is copied with its shared variables swapped for this graph's. PyTensor's
+    rewriting is most of a compile, and `eval`, `report` or a test compile the
+    same graphs for one run after another. The functions kept hold on to the
+    shared variables they were compiled with (COMPILED_KEPT at most).
+    """
     import pytensor
 
-    return pytensor.function(
-        inputs, outputs, updates=updates or [], mode=mode, name=name,
+    updates = list(updates or [])
+    key, shared = _signature(inputs, outputs, updates, mode, unused_ok)
+    if key in _COMPILED:
+        earlier, their_shared = _COMPILED.pop(key)
+        _COMPILED[key] = earlier, their_shared
+        return earlier.copy(swap=dict(zip(their_shared, shared)), name=name)
+    fn = pytensor.function(
+        inputs, outputs, updates=updates, mode=mode, name=name,
         on_unused_input="ignore" if unused_ok else "raise",
     )
+    if key is not None:
+        _COMPILED[key] = fn, shared
+        while len(_COMPILED) > COMPILED_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]
+    return fn
+
+
+def _signature(inputs, outputs, updates, mode, unused_ok):
+    """A hashable description of the graph from `inputs` to `outputs` and `updates`
+    (pairs of a shared variable and its new value) that two graphs share exactly
+    when they compute the same thing, and the graph's shared variables in the order
+    it names them; (None, []) for a graph it cannot describe."""
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.basic import Constant, Variable
+    from pytensor.graph.traversal import io_toposort
+
+    single = isinstance(outputs, Variable)
+    outputs = [outputs] if single else list(outputs)
+    ends = [*outputs, *(v for pair in updates for v in pair)]
+    if not all(isinstance(v, Variable) for v in [*inputs, *ends]):
+        return None, []
+    refs = {v: ("input", i, v.type) for i, v in enumerate(inputs)}
+    shared, items = [], []
+
+    def ref(v):
+        if v not in refs:
+            if isinstance(v, Constant):
+                refs[v] = ("constant", v.signature())
+            elif isinstance(v, SharedVariable):
+                refs[v] = ("shared", len(shared), v.type)
+                shared.append(v)
+            else:
+                raise LookupError(v)  # a free variable: pytensor.function will say so
+        return refs[v]
+
+    try:
+        for node in io_toposort(inputs, ends):
+            items.append((node.op, tuple(ref(v) for v in node.inputs)))
+            refs.update({out: ("node", len(items) - 1, k) for k, out in enumerate(node.outputs)})
+        ends = tuple(ref(v) for v in ends)
+        return (mode, unused_ok, single, len(outputs), tuple(items), ends), shared
+    except (LookupError, TypeError):  # TypeError: something unhashable
+        return None, []
 
 
 def to_numpy(value) -> np.ndarray:
@@ -257,6 +321,13 @@ def step_mode(mode: str, mesh=None, split_inputs: int = 0, split_outputs: int = 
     device's share of the streams and sums the gradients across devices."""
     if mode != "JAX":
         return mode
+    return _step_mode(mesh, split_inputs, split_outputs)
+
+
+@functools.cache
+def _step_mode(mesh, split_inputs: int, split_outputs: int):
+    """One Mode for each JAX step setting, so that equal settings are the same mode
+    (`compile_function` reuses only what was compiled in the same mode)."""
     from pytensor.compile.mode import JAX, Mode
 
     return Mode(_step_linker()(mesh, split_inputs, split_outputs), JAX.optimizer)
