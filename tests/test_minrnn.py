@@ -101,7 +101,7 @@ SHORT_KILL = ["--steps", 60, "--checkpoint-every-steps", 7]  # a few checkpoints
 
 def test_mingru_on_a_probe_survives_kills_and_works_with_every_command(tmp_path, capsys):
     flags = ["--model", "mingru", "--layers", 2, "--corpus", "probe:copy", "--probe-distance", "6:12",
-             "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.f", *SHORT_KILL]
+             "--probe-length", 3, *TINY, "--eval-chars", 500, "--track", "block.0.f", *SHORT_KILL]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     # sampling: the run sampled every 10 steps (TINY), through the predictor `sample` uses
     for command in (["eval", whole], ["memory", whole, "--max-context", 4, "--positions", 20],

@@ -122,7 +122,7 @@ def test_a_tiny_model_copies_at_8_and_the_probe_tells_512_from_it(tmp_path, caps
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"][0]["probe_reach"] == "copy 8"
 
 
-PROBE_FLAGS = ["--probe-distance", "20:40", "--probe-length", "3", *TINY, "--eval-chars", 2000]
+PROBE_FLAGS = ["--probe-distance", "20:40", "--probe-length", "3", *TINY, "--eval-chars", 500]
 
 
 def test_a_probe_run_killed_and_resumed_equals_one_uninterrupted(capsys, tmp_path):

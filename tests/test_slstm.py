@@ -55,7 +55,7 @@ def test_the_gradient_matches_finite_differences(rng):
 
 def test_a_run_survives_kills_and_works_with_every_command(tmp_path, capsys, small_text):
     flags = ["--model", "slstm", "--layers", 1, "--heads", 2, "--text", small_text,
-             *TINY, "--eval-chars", 2000, "--track", "block.0.f", "--steps", 30, "--checkpoint-every-steps", 7]
+             *TINY, "--eval-chars", 500, "--track", "block.0.f", "--steps", 30, "--checkpoint-every-steps", 7]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     # sampling: the run sampled every 10 steps (TINY), through the predictor `sample` uses; `guess --show`
     # reads internals by name as report does, and is run on the LSTM, hmlstm and mingru

@@ -76,7 +76,7 @@ def test_it_reads_at_most_layers_times_context_back(rng):
 
 def test_a_run_survives_kills_and_works_with_every_command(tmp_path, capsys):
     flags = ["--model", "transformer", "--layers", 1, "--heads", 2, "--context", 6, "--corpus", "probe:copy",
-             "--probe-distance", "4:6", "--probe-length", 3, *TINY, "--eval-chars", 2000, "--track", "block.0.lag",
+             "--probe-distance", "4:6", "--probe-length", 3, *TINY, "--eval-chars", 500, "--track", "block.0.lag",
              "--steps", 40, "--checkpoint-every-steps", 7]
     whole = killed_equals_whole(capsys, tmp_path, "train", flags)
     # sampling: the run sampled every 10 steps (TINY), through the predictor `sample` uses; `guess --show`
