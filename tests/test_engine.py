@@ -101,3 +101,7 @@ def test_a_graph_compiled_again_is_copied_with_its_own_shared_variables(monkeypa
     assert len(rewrites) == 3 and len(engine._COMPILED) == 1
     compiled(1.0)
     assert len(rewrites) == 4
+    monkeypatch.setattr(engine, "COMPILED_BYTES", 11)  # less than a w of 3 float32s: nothing kept
+    compiled(1.0, scale=5.0)
+    compiled(1.0, scale=5.0)
+    assert len(rewrites) == 6 and not engine._COMPILED

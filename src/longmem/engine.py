@@ -227,9 +227,11 @@ def inputs(arrays: dict[str, np.ndarray]) -> dict:
 
 
 # Functions compiled in this process, by the graph they were compiled from (see
-# `compile_function`), the most recently used last; at most COMPILED_KEPT of them.
+# `compile_function`), the most recently used last: at most COMPILED_KEPT of them,
+# holding at most COMPILED_BYTES of shared variables' values among them.
 _COMPILED: dict = {}
 COMPILED_KEPT = 16
+COMPILED_BYTES = 1 << 28
 
 
 def compile_function(inputs, outputs, mode, updates=None, name: str | None = None, unused_ok: bool = False):
@@ -243,7 +245,8 @@ def compile_function(inputs, outputs, mode, updates=None, name: str | None = Non
     is copied with its shared variables swapped for this graph's. PyTensor's
     rewriting is most of a compile, and `eval`, `report` or a test compile the
     same graphs for one run after another. The functions kept hold on to the
-    shared variables they were compiled with (COMPILED_KEPT at most).
+    shared variables they were compiled with (COMPILED_KEPT functions and
+    COMPILED_BYTES of values at most: a large model's are not kept).
     """
     import pytensor
 
@@ -259,9 +262,14 @@ def compile_function(inputs, outputs, mode, updates=None, name: str | None = Non
     )
     if key is not None:
         _COMPILED[key] = fn, shared
-        while len(_COMPILED) > COMPILED_KEPT:
+        while len(_COMPILED) > COMPILED_KEPT or sum(map(_held_bytes, _COMPILED.values())) > COMPILED_BYTES:
             del _COMPILED[next(iter(_COMPILED))]
     return fn
+
+
+def _held_bytes(kept) -> int:
+    """The bytes of the shared variables' values a kept function holds on to."""
+    return sum(getattr(v.get_value(borrow=True), "nbytes", 0) for v in kept[1])
 
 
 def _signature(inputs, outputs, updates, mode, unused_ok):
