@@ -10,6 +10,11 @@ from pathlib import Path
 _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="longmem-jax-cache-")
+# The same for PyTensor's rewritten graphs (engine.compile_function): one folder for the
+# session, its workers and their `longmem` processes, apart from the user's.
+_OWN_GRAPHS = "LONGMEM_GRAPHS_DIR" not in os.environ
+if _OWN_GRAPHS:
+    os.environ["LONGMEM_GRAPHS_DIR"] = tempfile.mkdtemp(prefix="longmem-graphs-")
 # No test reads or writes the user's download cache (a test that damages a cached text
 # must not damage theirs): one of the session's own, which the `cache` fixture narrows.
 _DOWNLOADS = tempfile.mkdtemp(prefix="longmem-cache-")
@@ -29,10 +34,16 @@ SHARED_BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "huck_fi
 def _configure():
     """Every test builds float32 graphs on the JAX CPU backend."""
     engine.configure("jax", "cpu")
-    yield
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the folders this process made. Under pytest-xdist the caches are the
+    controller's, which runs no test (so no session fixture) and ends last."""
     shutil.rmtree(_DOWNLOADS, ignore_errors=True)
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    if _OWN_GRAPHS:
+        shutil.rmtree(os.environ["LONGMEM_GRAPHS_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

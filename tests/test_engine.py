@@ -83,6 +83,7 @@ def test_a_graph_compiled_again_is_copied_with_its_own_shared_variables(monkeypa
     real = pytensor.function
     monkeypatch.setattr(pytensor, "function", lambda *a, **k: rewrites.append(1) or real(*a, **k))
     monkeypatch.setattr(engine, "_COMPILED", {})
+    monkeypatch.setattr(engine, "_stored", lambda key: None)  # this process's memory only
 
     def compiled(start, scale=2.0, mode="JAX"):
         w, x = engine.shared(np.full(3, start, np.float32), "w"), pt.vector("x", shape=(3,))
@@ -105,3 +106,59 @@ def test_a_graph_compiled_again_is_copied_with_its_own_shared_variables(monkeypa
     compiled(1.0, scale=5.0)
     compiled(1.0, scale=5.0)
     assert len(rewrites) == 6 and not engine._COMPILED
+
+
+# Two functions of one shared vector w (a softmax: an operation with an inner graph; and a
+# step that updates w), compiled in the process this runs in; argv[1] is w's value.
+STORED = """
+import sys
+import numpy as np
+from longmem import engine
+engine.configure("jax", "cpu")
+import pytensor.tensor as pt
+w, x = engine.shared(np.full(3, float(sys.argv[1]), np.float32), "w"), pt.vector("x", shape=(3,))
+read = engine.compile_function([x], (pt.special.softmax(w) * x).sum() + w.sum(), "JAX")
+step = engine.compile_function([x], (w * x).sum(), engine.step_mode("JAX"), updates=[(w, w + x)])
+"""
+
+
+def test_a_graph_another_process_compiled_is_read_back_bound_to_this_ones_variables(tmp_path, monkeypatch):
+    import numpy as np
+    import pytensor
+
+    graphs = tmp_path / "graphs"
+    monkeypatch.setenv(engine.GRAPHS_ENV, str(graphs))
+    subprocess.run([sys.executable, "-c", STORED, "1"], check=True)  # another process, another hash seed
+    stored = sorted(graphs.glob("*.pkl"))
+    assert len(stored) == 2
+
+    rewrites = []
+    real = pytensor.function
+    monkeypatch.setattr(pytensor, "function", lambda *a, **k: rewrites.append(1) or real(*a, **k))
+
+    def here(value):
+        monkeypatch.setattr(engine, "_COMPILED", {})  # nothing compiled in this process
+        monkeypatch.setattr(sys, "argv", ["", value])
+        found = {}
+        exec(STORED, found)
+        return found
+
+    fns = here("10")
+    assert rewrites == [] and sorted(graphs.glob("*.pkl")) == stored
+    ones, w = np.ones(3, np.float32), fns["w"]
+    assert float(fns["read"](ones)) == pytest.approx(31.0)
+    assert float(fns["step"](ones)) == 30.0 and w.get_value().tolist() == [11.0] * 3  # updates this w
+    assert float(fns["read"](ones)) == pytest.approx(34.0)  # and the other function reads it
+    w.set_value(np.array([0.0, 0.0, 1.0], np.float32))
+    assert float(fns["read"](ones)) == pytest.approx(2.0)
+
+    for path in stored:  # damaged (cut short): compiled afresh and stored whole again
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    fns = here("10")
+    assert len(rewrites) == 2 and float(fns["step"](ones)) == 30.0
+    fns = here("10")
+    assert len(rewrites) == 2 and float(fns["step"](ones)) == 30.0
+
+    monkeypatch.setattr(engine, "GRAPHS_BYTES", 1)  # less than any: only the one just stored is kept
+    engine.compile_function([], engine.shared(np.zeros(4, np.float32), "v").sum(), "JAX")
+    assert len(list(graphs.glob("*.pkl"))) == 1 and not set(graphs.glob("*.pkl")) & set(stored)

@@ -8,15 +8,21 @@ for comparison and for machines without JAX.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import hashlib
+import io
 import os
+import pickle
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
 from longmem.errors import UserError
-from longmem.files import cache_dir
+from longmem.files import atomic_write, cache_dir, versions
 
 BACKENDS = ("jax", "c", "numba")
 DEVICES = ("cpu", "gpu")
@@ -232,6 +238,11 @@ def inputs(arrays: dict[str, np.ndarray]) -> dict:
 _COMPILED: dict = {}
 COMPILED_KEPT = 16
 COMPILED_BYTES = 1 << 28
+# Rewritten graphs kept on disk for later processes (see `compile_function`): in
+# $LONGMEM_GRAPHS_DIR or the cache folder's graphs/, at most GRAPHS_BYTES of them,
+# least recently used first out.
+GRAPHS_ENV = "LONGMEM_GRAPHS_DIR"
+GRAPHS_BYTES = 1 << 29
 
 
 def compile_function(inputs, outputs, mode, updates=None, name: str | None = None, unused_ok: bool = False):
@@ -239,14 +250,16 @@ def compile_function(inputs, outputs, mode, updates=None, name: str | None = Non
     one function per input shape). An input the outputs do not read is a wiring
     mistake, unless `unused_ok` says it may be one (a net that ignores some input).
 
-    A graph that this process compiled before (the same operations on inputs of
-    the same types, the same constants, shared variables of the same types in
-    the same places, the same mode) is not rewritten again: the earlier function
-    is copied with its shared variables swapped for this graph's. PyTensor's
-    rewriting is most of a compile, and `eval`, `report` or a test compile the
-    same graphs for one run after another. The functions kept hold on to the
-    shared variables they were compiled with (COMPILED_KEPT functions and
-    COMPILED_BYTES of values at most: a large model's are not kept).
+    A graph compiled before (the same operations on inputs of the same types, the
+    same constants, shared variables of the same types in the same places, the
+    same mode) is not rewritten again. PyTensor's rewriting is most of a compile,
+    and `eval`, `report`, a resumed run or a test compile the same graphs for one
+    run after another. A function compiled in this process is copied with its
+    shared variables swapped for this graph's (COMPILED_KEPT functions holding
+    COMPILED_BYTES of shared values at most are kept: a large model's are not).
+    On JAX without a mesh, a function compiled in any process is read back from
+    disk (`_stored`: the rewritten graph without the shared variables' values),
+    bound to this graph's shared variables.
     """
     import pytensor
 
@@ -256,15 +269,159 @@ def compile_function(inputs, outputs, mode, updates=None, name: str | None = Non
         earlier, their_shared = _COMPILED.pop(key)
         _COMPILED[key] = earlier, their_shared
         return earlier.copy(swap=dict(zip(their_shared, shared)), name=name)
-    fn = pytensor.function(
-        inputs, outputs, updates=updates, mode=mode, name=name,
-        on_unused_input="ignore" if unused_ok else "raise",
-    )
+    stored = _stored(key)
+    fn = _read_stored(stored, mode, shared, name) if stored else None
+    if fn is None:
+        fn = pytensor.function(
+            inputs, outputs, updates=updates, mode=mode, name=name,
+            on_unused_input="ignore" if unused_ok else "raise",
+        )
+        if stored:
+            _store(stored, fn, mode, shared)
     if key is not None:
         _COMPILED[key] = fn, shared
         while len(_COMPILED) > COMPILED_KEPT or sum(map(_held_bytes, _COMPILED.values())) > COMPILED_BYTES:
             del _COMPILED[next(iter(_COMPILED))]
     return fn
+
+
+def _stored(key) -> Path | None:
+    """Where the function of a graph with signature `key` is stored on disk: a file
+    named by a digest of the signature and of what the rewriting depends on besides
+    (`_code_version`); None for a graph that is not stored (another backend, a mesh,
+    something that does not pickle)."""
+    if key is None:
+        return None
+    mode = key[0]
+    if mode == "JAX":
+        setting = mode
+    elif isinstance(getattr(mode, "linker", None), _step_linker()) and mode.linker.mesh is None:
+        setting = ("step", mode.linker.split_inputs, mode.linker.split_outputs)
+    else:
+        return None
+    try:
+        digest = hashlib.sha256(_describe((_code_version(), setting, key[1:])).encode()).hexdigest()
+    except (TypeError, AttributeError):
+        return None
+    return Path(os.environ.get(GRAPHS_ENV) or cache_dir() / "graphs") / f"{digest}.pkl"
+
+
+def _describe(obj) -> str:
+    """A text that two processes write alike for equal parts of a graph's signature
+    (pickles differ: they hold timings and the order of sets of names): operations by
+    their class and __props__ (what PyTensor itself compares them by), types by their
+    repr, arrays by their bytes. TypeError for anything else."""
+    from pytensor.graph.type import Type
+
+    if obj is None or isinstance(obj, str | int | float | bool | np.dtype | np.generic | Type):
+        return repr(obj)
+    if isinstance(obj, np.ndarray):
+        return f"array({obj.dtype}, {obj.shape}, {hashlib.sha256(np.ascontiguousarray(obj).tobytes()).hexdigest()})"
+    if isinstance(obj, tuple | list):
+        return "(" + ", ".join(map(_describe, obj)) + ")"
+    if isinstance(obj, slice):
+        return "slice" + _describe((obj.start, obj.stop, obj.step))
+    if isinstance(obj, set | frozenset):
+        return "{" + ", ".join(sorted(map(_describe, obj))) + "}"
+    if isinstance(obj, Mapping):
+        return "{" + ", ".join(sorted(f"{_describe(k)}: {_describe(v)}" for k, v in obj.items())) + "}"
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    props = getattr(type(obj), "__props__", None)
+    if props is not None:
+        return name + _describe({p: getattr(obj, p) for p in props})
+    if type(obj).__module__.startswith(("pytensor.scalar", "longmem")):  # no __props__: compared by their attributes
+        return name + _describe(vars(obj))
+    raise TypeError(f"cannot describe {name}")
+
+
+@functools.cache
+def _code_version() -> str:
+    """What a rewritten graph depends on besides the graph: the versions of Python and
+    the packages, PyTensor's settings, and longmem's own source (its operations and
+    their rewrites; an editable install keeps its version number while the code
+    changes)."""
+    import pytensor
+
+    h = hashlib.sha256(repr([sorted(versions().items()), pytensor.config.get_config_hash()]).encode())
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _store(path: Path, fn, mode, shared) -> None:
+    """Store the compiled `fn` at `path` for `_read_stored`: pickled, with `mode`, the
+    `shared` variables, their containers and values left out (named by their place),
+    then the least recently used stored functions removed while they take more than
+    GRAPHS_BYTES."""
+    places = {}
+    for i, v in enumerate(shared):
+        places.update({id(v): ("shared", i), id(v.container): ("container", i),
+                       id(v.container.storage): ("storage", i), id(v.container.value): ("value", i)})
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return "mode" if obj is mode else places.get(id(obj))
+
+    data = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # of aliased values, which are not stored
+            Pickler(data, protocol=5).dump(fn)
+        atomic_write(path, data.getvalue())
+    except (pickle.PicklingError, TypeError, AttributeError, OSError):
+        return  # an operation that does not pickle, a full or read-only disk: compiled every time
+    kept = sorted(path.parent.glob("*.pkl"), key=_used, reverse=True)  # the newest first, and kept
+    for p, before in list(zip(kept, np.cumsum([_size(p) for p in kept])))[1:]:
+        if before > GRAPHS_BYTES:
+            p.unlink(missing_ok=True)
+
+
+def _read_stored(path: Path, mode, shared, name):
+    """The function `_store` stored at `path`, made with `mode` and reading and updating
+    the `shared` variables of this graph; None if there is none or it cannot be read
+    back (then it is compiled afresh and stored over)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+
+    class Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid):
+            if pid == "mode":
+                return mode
+            what, i = pid
+            return {"shared": shared[i], "container": shared[i].container, "storage": shared[i].container.storage,
+                    "value": shared[i].container.value}[what]
+
+    try:
+        fn = Unpickler(io.BytesIO(data)).load()
+    except Exception:  # a damaged file, or one pickled by other code: compiled again
+        return None
+    # It must read and write this graph's shared variables' storage, and nothing else's.
+    bound = [(spec.value, used) for spec, used in zip(fn.maker.inputs, fn.input_storage) if spec.implicit]
+    if (sorted(id(container) for container, _ in bound) != sorted(id(v.container) for v in shared)
+            or any(used.storage is not container.storage for container, used in bound)):
+        return None
+    fn.name = name
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used
+    return fn
+
+
+def _used(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _held_bytes(kept) -> int:
@@ -348,6 +505,10 @@ def _step_linker():
     from pytensor.link.jax.linker import JAXLinker
 
     class StepLinker(JAXLinker):
+        """JAX's linker, donating the updated buffers and splitting the streams over a mesh.
+        Pickled by the name longmem.engine.StepLinker, which the module's `__getattr__`
+        gives, so that `_store` can store a step function."""
+
         def __init__(self, mesh=None, split_inputs: int = 0, split_outputs: int = 0, **kwargs):
             super().__init__(**kwargs)
             self.mesh, self.split_inputs, self.split_outputs = mesh, split_inputs, split_outputs
@@ -376,4 +537,11 @@ def _step_linker():
 
             return call
 
+    StepLinker.__module__, StepLinker.__qualname__ = __name__, "StepLinker"
     return StepLinker
+
+
+def __getattr__(name: str):
+    if name == "StepLinker":
+        return _step_linker()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
