@@ -108,16 +108,20 @@ def test_a_graph_compiled_again_is_copied_with_its_own_shared_variables(monkeypa
     assert len(rewrites) == 6 and not engine._COMPILED
 
 
-# Two functions of one shared vector w (a softmax: an operation with an inner graph; and a
-# step that updates w), compiled in the process this runs in; argv[1] is w's value.
+# Two functions of one shared vector w (operations with inner graphs: a softmax, and an
+# OpFromGraph with a gradient of its own, a lambda; and a step that updates w), compiled
+# in the process this runs in; argv[1] is w's value.
 STORED = """
 import sys
 import numpy as np
 from longmem import engine
 engine.configure("jax", "cpu")
 import pytensor.tensor as pt
+from pytensor.compile.builders import OpFromGraph
 w, x = engine.shared(np.full(3, float(sys.argv[1]), np.float32), "w"), pt.vector("x", shape=(3,))
-read = engine.compile_function([x], (pt.special.softmax(w) * x).sum() + w.sum(), "JAX")
+v = pt.vector("v", shape=(3,))
+twice = OpFromGraph([v], [v * 2], pullback=lambda i, o, g: [g[0] * 2], inline=True)
+read = engine.compile_function([x], (pt.special.softmax(w) * x).sum() + twice(w).sum() / 2, "JAX")
 step = engine.compile_function([x], (w * x).sum(), engine.step_mode("JAX"), updates=[(w, w + x)])
 """
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import io
 import os
 import pickle
+import types
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -310,8 +312,12 @@ def _describe(obj) -> str:
     """A text that two processes write alike for equal parts of a graph's signature
     (pickles differ: they hold timings and the order of sets of names): operations by
     their class and __props__ (what PyTensor itself compares them by), types by their
-    repr, arrays by their bytes. TypeError for anything else."""
+    repr, arrays by their bytes, inner graphs by their structure. TypeError for
+    anything else."""
+    from pytensor.compile.builders import OpFromGraph
+    from pytensor.graph.fg import FrozenFunctionGraph
     from pytensor.graph.type import Type
+    from pytensor.scan.op import Scan
 
     if obj is None or isinstance(obj, str | int | float | bool | np.dtype | np.generic | Type):
         return repr(obj)
@@ -327,8 +333,18 @@ def _describe(obj) -> str:
         return "{" + ", ".join(sorted(f"{_describe(k)}: {_describe(v)}" for k, v in obj.items())) + "}"
     if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
         return f"{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, FrozenFunctionGraph):
+        key, shared = _signature(list(obj.inputs), list(obj.outputs), [], None, False)
+        if key is None or shared:
+            raise TypeError("an inner graph that cannot be described")
+        return "graph" + _describe(key[1:])
+    if dataclasses.is_dataclass(obj):
+        return type(obj).__qualname__ + _describe(dataclasses.asdict(obj))
     name = f"{type(obj).__module__}.{type(obj).__qualname__}"
     props = getattr(type(obj), "__props__", None)
+    if props is None and isinstance(obj, Scan | OpFromGraph):  # what their __eq__ compares
+        props = (("info", "profile", "truncate_gradient", "name", "allow_gc") if isinstance(obj, Scan)
+                 else ("is_inline", "destroy_map", "shared_inputs")) + ("_frozen_fgraph",)
     if props is not None:
         return name + _describe({p: getattr(obj, p) for p in props})
     if type(obj).__module__.startswith(("pytensor.scalar", "longmem")):  # no __props__: compared by their attributes
@@ -364,6 +380,14 @@ def _store(path: Path, fn, mode, shared) -> None:
         def persistent_id(self, obj):
             return "mode" if obj is mode else places.get(id(obj))
 
+        def reducer_override(self, obj):
+            # A function made inside another or a lambda (a hand-written gradient of an
+            # inner graph, which the graph before rewriting still refers to) is not part
+            # of what the compiled function runs: stored as one that says so if called.
+            if isinstance(obj, types.FunctionType) and "<" in obj.__qualname__:
+                return _not_stored, (obj.__qualname__,)
+            return NotImplemented
+
     data = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -376,6 +400,15 @@ def _store(path: Path, fn, mode, shared) -> None:
     for p, before in list(zip(kept, np.cumsum([_size(p) for p in kept])))[1:]:
         if before > GRAPHS_BYTES:
             p.unlink(missing_ok=True)
+
+
+def _not_stored(qualname: str):
+    """What `_store` keeps of a function defined inside another, or of a lambda: one that
+    says so if called."""
+    def lost(*args, **kwargs):
+        raise RuntimeError(f"{qualname} was not stored with the compiled function that referred to it")
+
+    return lost
 
 
 def _read_stored(path: Path, mode, shared, name):
