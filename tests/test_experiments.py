@@ -183,3 +183,20 @@ def test_the_explosion_check_is_the_model_s(tmp_path):
     loop.trainer.net = lstm
     with pytest.raises(UserError, match="exploded"):
         Loop.check_finite(loop, state, 0.5, 1.0, 1.0)
+
+
+def test_a_stateless_net_is_evaluated_in_one_window_with_the_same_figures(rng):
+    """Caesar carries nothing between letters: its evaluation reads a text in one window
+    however short its training window, and scores every letter as the NumPy net does."""
+    from longmem import engine
+    from longmem.config import ModelConfig
+    from longmem.predict import Predictor
+
+    cfg = ModelConfig(model="caesar", hidden=7, init_scale=2.0)
+    params = caesar_net.init_params(cfg, caesar_net.LETTERS, rng)
+    predictor = Predictor(engine.share_all(params), cfg, "JAX")
+    codes = rng.integers(0, caesar_net.LETTERS, 300).astype(np.uint8)
+    result = predictor.evaluate(codes, batch=1, seq=32)
+    guesses = caesar_net.outputs(params).argmax(axis=1)[codes[:-1]]
+    assert result.chars == 299 and list(predictor._windows) == [(299, 1)]
+    assert result.accuracy == pytest.approx(np.mean(guesses == (codes[:-1] + 1) % caesar_net.LETTERS))

@@ -123,6 +123,7 @@ def test_trace_reads_the_boundaries_over_a_text_in_windows(rng):
     predictor = Predictor(engine.share_all(params), cfg, "JAX")
     codes = rng.integers(0, V, 13).astype(np.uint8)
     traced = predictor.trace(codes, 5, ["hm.0.z", "hm.1.z", "hm.1.c[2]"])
+    assert [key[0] for key in predictor._internals] == [5]  # the last window padded: one compiled shape
     zeros = hmlstm.init_state(cfg, 1)
     _, _, _, _, boundaries = hmlstm_forward(params, codes[:, None].astype(np.int32), zeros["h"], zeros["c"], zeros["z"])
     np.testing.assert_array_equal(traced["hm.0.z"], boundaries[:, 0, 0])
