@@ -116,6 +116,7 @@ import sys
 import numpy as np
 from longmem import engine
 engine.configure("jax", "cpu")
+engine.GRAPHS_SECONDS = 0  # these small graphs are stored too
 import pytensor.tensor as pt
 from pytensor.compile.builders import OpFromGraph
 w, x = engine.shared(np.full(3, float(sys.argv[1]), np.float32), "w"), pt.vector("x", shape=(3,))
@@ -132,6 +133,7 @@ def test_a_graph_another_process_compiled_is_read_back_bound_to_this_ones_variab
 
     graphs = tmp_path / "graphs"
     monkeypatch.setenv(engine.GRAPHS_ENV, str(graphs))
+    monkeypatch.setattr(engine, "GRAPHS_SECONDS", 0)  # these small graphs are stored too
     subprocess.run([sys.executable, "-c", STORED, "1"], check=True)  # another process, another hash seed
     stored = sorted(graphs.glob("*.pkl"))
     assert len(stored) == 2
@@ -166,3 +168,6 @@ def test_a_graph_another_process_compiled_is_read_back_bound_to_this_ones_variab
     monkeypatch.setattr(engine, "GRAPHS_BYTES", 1)  # less than any: only the one just stored is kept
     engine.compile_function([], engine.shared(np.zeros(4, np.float32), "v").sum(), "JAX")
     assert len(list(graphs.glob("*.pkl"))) == 1 and not set(graphs.glob("*.pkl")) & set(stored)
+    monkeypatch.setenv(engine.GRAPHS_ENV, "off")  # none kept
+    engine.compile_function([], engine.shared(np.zeros(5, np.float32), "v").sum(), "JAX")
+    assert len(list(graphs.glob("*.pkl"))) == 1

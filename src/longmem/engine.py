@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import pickle
+import time
 import types
 import warnings
 from collections.abc import Mapping
@@ -241,10 +242,12 @@ _COMPILED: dict = {}
 COMPILED_KEPT = 16
 COMPILED_BYTES = 1 << 28
 # Rewritten graphs kept on disk for later processes (see `compile_function`): in
-# $LONGMEM_GRAPHS_DIR or the cache folder's graphs/, at most GRAPHS_BYTES of them,
-# least recently used first out.
+# $LONGMEM_GRAPHS_DIR ("off": none kept) or the cache folder's graphs/, at most
+# GRAPHS_BYTES of them, least recently used first out; only those whose compile took
+# GRAPHS_SECONDS or more (storing one costs about a tenth of its compile).
 GRAPHS_ENV = "LONGMEM_GRAPHS_DIR"
 GRAPHS_BYTES = 1 << 29
+GRAPHS_SECONDS = 1.0
 
 
 def compile_function(inputs, outputs, mode, updates=None, name: str | None = None, unused_ok: bool = False):
@@ -274,11 +277,12 @@ def compile_function(inputs, outputs, mode, updates=None, name: str | None = Non
     stored = _stored(key)
     fn = _read_stored(stored, mode, shared, name) if stored else None
     if fn is None:
+        started = time.perf_counter()
         fn = pytensor.function(
             inputs, outputs, updates=updates, mode=mode, name=name,
             on_unused_input="ignore" if unused_ok else "raise",
         )
-        if stored:
+        if stored and time.perf_counter() - started >= GRAPHS_SECONDS:
             _store(stored, fn, mode, shared)
     if key is not None:
         _COMPILED[key] = fn, shared
@@ -292,7 +296,7 @@ def _stored(key) -> Path | None:
     named by a digest of the signature and of what the rewriting depends on besides
     (`_code_version`); None for a graph that is not stored (another backend, a mesh,
     something that does not pickle)."""
-    if key is None:
+    if key is None or os.environ.get(GRAPHS_ENV) == "off":
         return None
     mode = key[0]
     if mode == "JAX":
