@@ -336,6 +336,8 @@ def _describe(obj) -> str:
     if isinstance(obj, Mapping):
         return "{" + ", ".join(sorted(f"{_describe(k)}: {_describe(v)}" for k, v in obj.items())) + "}"
     if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        if "<" in obj.__qualname__:  # a lambda or a closure: its name does not say what it does
+            raise TypeError(f"cannot describe {obj.__qualname__}")
         return f"{obj.__module__}.{obj.__qualname__}"
     if isinstance(obj, FrozenFunctionGraph):
         key, shared = _signature(list(obj.inputs), list(obj.outputs), [], None, False)
@@ -400,8 +402,12 @@ def _store(path: Path, fn, mode, shared) -> None:
         atomic_write(path, data.getvalue())
     except (pickle.PicklingError, TypeError, AttributeError, OSError):
         return  # an operation that does not pickle, a full or read-only disk: compiled every time
-    kept = sorted(path.parent.glob("*.pkl"), key=_used, reverse=True)  # the newest first, and kept
-    for p, before in list(zip(kept, np.cumsum([_size(p) for p in kept])))[1:]:
+    kept = []
+    for p in path.parent.glob("*.pkl"):
+        with contextlib.suppress(OSError):  # removed meanwhile by another process
+            kept.append((p.stat(), p))
+    kept.sort(key=lambda found: found[0].st_mtime, reverse=True)  # the newest first, and kept
+    for (_, p), before in list(zip(kept, np.cumsum([st.st_size for st, _ in kept])))[1:]:
         if before > GRAPHS_BYTES:
             p.unlink(missing_ok=True)
 
@@ -445,20 +451,6 @@ def _read_stored(path: Path, mode, shared, name):
     with contextlib.suppress(OSError):
         os.utime(path)  # recently used
     return fn
-
-
-def _used(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _held_bytes(kept) -> int:
